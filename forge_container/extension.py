@@ -1,0 +1,67 @@
+"""The composition root: config, settings, host adapter, blueprints, error handling, CLI."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from flask import Flask
+
+from forge_container.auth.ratelimit import make_failure_limiter
+from forge_container.auth.tokens import TokenService
+from forge_container.cli import container_cli
+from forge_container.config import DEFAULTS, load_settings
+from forge_container.host import HostAdapter
+from forge_container.redis_client import make_redis
+from forge_container.state import EXTENSION_KEY, RegistryState
+from forge_container.storage import make_driver
+from forge_container.views import register_views
+
+if TYPE_CHECKING:
+    from flask_sqlalchemy import SQLAlchemy
+
+
+class ContainerRegistry:
+    """The Flask extension: ``ContainerRegistry(app, db=db, host=adapter)`` or ``init_app``.
+
+    It keeps nothing of the app: per-app state lives in ``app.extensions["forge_container"]``.
+    """
+
+    def __init__(
+        self,
+        app: Flask | None = None,
+        *,
+        db: SQLAlchemy | None = None,
+        host: HostAdapter | None = None,
+    ) -> None:
+        self._db = db
+        self._host = host
+        if app is not None:
+            self.init_app(app)
+
+    def init_app(
+        self, app: Flask, *, db: SQLAlchemy | None = None, host: HostAdapter | None = None
+    ) -> None:
+        """Configure ``app``: validate settings, register the ``/v2`` blueprint and the CLI."""
+        if EXTENSION_KEY in app.extensions:
+            raise RuntimeError("ContainerRegistry is already registered on this app")
+        db = db or self._db
+        host = host or self._host
+        if db is None or "sqlalchemy" not in app.extensions:
+            raise RuntimeError("pass db= and call the host's SQLAlchemy.init_app(app) first")
+        if host is None or not isinstance(host, HostAdapter):
+            raise TypeError("host= must implement forge_container.host.HostAdapter")
+        for key, value in DEFAULTS.items():
+            app.config.setdefault(key, value)
+        settings = load_settings(app.config, instance_path=app.instance_path)
+        redis = make_redis(settings)
+        app.extensions[EXTENSION_KEY] = RegistryState(
+            settings=settings,
+            host=host,
+            db=db,
+            tokens=TokenService(settings),
+            login_limiter=make_failure_limiter(settings, redis),
+            storage=make_driver(settings),
+            redis=redis,
+        )
+        register_views(app)
+        app.cli.add_command(container_cli)

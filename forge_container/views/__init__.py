@@ -1,0 +1,64 @@
+"""The HTTP layer: the ``/v2`` blueprint, its guard and its error handling."""
+
+from __future__ import annotations
+
+import logging
+
+from flask import Blueprint, Flask, Response, request
+from werkzeug.exceptions import HTTPException, MethodNotAllowed, NotFound
+
+from forge_container.errors import NameUnknown, RegistryError, Unknown, Unsupported
+from forge_container.views.responses import API_VERSION_HEADER, error_response
+
+log = logging.getLogger(__name__)
+
+bp = Blueprint("forge_container", __name__, url_prefix="/v2")
+
+
+@bp.errorhandler(HTTPException)
+def _http_error(exc: HTTPException) -> Response:
+    """Werkzeug errors raised inside registry views (400, 413, 500 ...) as OCI JSON."""
+    status = exc.code or 500
+    if status >= 500:
+        return error_response(Unknown("internal server error", status=status))
+    return error_response(Unsupported(exc.description or exc.name, status=status))
+
+
+# Route modules register themselves on ``bp`` when imported.
+from forge_container.views import base, token  # noqa: E402, F401
+from forge_container.views.guard import guard_request  # noqa: E402
+
+bp.before_request(guard_request)
+
+
+def register_views(app: Flask) -> None:
+    """Register the blueprint at the host root, and OCI errors for every ``/v2`` response."""
+    app.register_blueprint(bp)
+    app.register_error_handler(RegistryError, error_response)
+    app.before_request(_routing_errors_as_registry_errors)
+    app.after_request(_add_api_version_header)
+
+
+def _is_registry_path() -> bool:
+    return request.path == "/v2" or request.path.startswith("/v2/")
+
+
+def _routing_errors_as_registry_errors() -> None:
+    """Routing 404/405 happen before any blueprint sees the request: turn them into OCI JSON."""
+    exc = request.routing_exception
+    if exc is None or not _is_registry_path():
+        return
+    if isinstance(exc, MethodNotAllowed):
+        raise Unsupported(
+            f"method {request.method} is not allowed here",
+            status=405,
+            headers={"Allow": ", ".join(sorted(exc.valid_methods or ()))},
+        )
+    if isinstance(exc, NotFound):
+        raise NameUnknown(f"no registry endpoint at {request.path}")
+
+
+def _add_api_version_header(response: Response) -> Response:
+    if _is_registry_path():
+        response.headers.setdefault(*API_VERSION_HEADER)
+    return response
