@@ -17,7 +17,7 @@ from forge_container.auth.ratelimit import login_keys
 from forge_container.auth.scopes import REPOSITORY_ACTIONS, Scope
 from forge_container.auth.tokens import InvalidToken, TokenClaims
 from forge_container.errors import Denied, NameUnknown, TooManyRequests, Unauthorized
-from forge_container.host import Access, Principal
+from forge_container.host import Access, Owner, Principal
 from forge_container.names import ImageName, InvalidName, parse_name
 from forge_container.state import RegistryState
 
@@ -46,6 +46,22 @@ class Caller:
     @property
     def has_credentials(self) -> bool:
         return self.principal is not None or self.claims is not None
+
+
+@dataclass(frozen=True)
+class Target:
+    """An image a request names: its owner as the forge knows it, and its name."""
+
+    owner: Owner
+    name: ImageName
+
+
+def resolve_target(state: RegistryState, name: ImageName) -> Target:
+    """Look the owner up in the forge; an unknown owner is an unknown name."""
+    owner = state.host.get_owner(name.owner)
+    if owner is None:
+        raise NameUnknown(f"repository name not known to registry: {name}")
+    return Target(owner=owner, name=name)
 
 
 def identify(state: RegistryState, authorization: str | None, address: str | None) -> Caller:

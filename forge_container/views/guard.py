@@ -36,6 +36,13 @@ def guard_request() -> None:
         raise NameInvalid(str(exc)) from None
     required = access.ACTIONS_BY_METHOD.get(request.method, frozenset({"pull", "push"}))
     access.authorize(state, caller, image, required)
+    g._forge_container.target = access.resolve_target(state, image)
+
+
+def current_target() -> access.Target:
+    """The image an image route names, authorized and resolved by :func:`guard_request`."""
+    target: access.Target = g._forge_container.target
+    return target
 
 
 def current_caller() -> access.Caller:

@@ -37,8 +37,15 @@ def test_bearer() -> None:
 
 @pytest.mark.parametrize(
     "header",
-    ["Basic !!!", basic("no-colon"), basic(":pw"), "Bearer", "Bearer a b", "Digest x=1",
-     "Basic " + "A" * 9000],
+    [
+        "Basic !!!",
+        basic("no-colon"),
+        basic(":pw"),
+        "Bearer",
+        "Bearer a b",
+        "Digest x=1",
+        "Basic " + "A" * 9000,
+    ],
 )
 def test_malformed_headers_are_refused(header: str) -> None:
     with pytest.raises(MalformedAuthorization):

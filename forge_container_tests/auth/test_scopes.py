@@ -35,8 +35,16 @@ def test_str_round_trips() -> None:
 
 @pytest.mark.parametrize(
     "text",
-    ["repository", "repository:a/b", ":a/b:pull", "repository::pull", "repository:A/B:pull",
-     "repository:a/b:PULL", "repo$:a/b:pull", "repository:a/b:pu ll"],
+    [
+        "repository",
+        "repository:a/b",
+        ":a/b:pull",
+        "repository::pull",
+        "repository:A/B:pull",
+        "repository:a/b:PULL",
+        "repo$:a/b:pull",
+        "repository:a/b:pu ll",
+    ],
 )
 def test_malformed_scopes_are_refused(text: str) -> None:
     with pytest.raises(InvalidScope):

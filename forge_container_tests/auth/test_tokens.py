@@ -3,12 +3,12 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from itsdangerous import URLSafeTimedSerializer
 
 from forge_container.auth.scopes import Scope
-from forge_container.auth.tokens import ACCESS_SALT, InvalidToken, TokenService
+from forge_container.auth.tokens import ACCESS_SALT, REFRESH_SALT, InvalidToken, TokenService
 from forge_container.config import DEFAULTS, load_settings
 from forge_container.host import Principal
+from forge_container_tests.helpers import signed_in_the_past
 
 ALICE = Principal(id="u:1", name="alice", scopes=frozenset({"read:package"}), token_id="t:9")
 PULL = Scope("repository", "alice/app", frozenset({"pull"}))
@@ -23,9 +23,7 @@ def test_a_token_carries_the_principal_and_its_grant() -> None:
     tokens = service()
     issued = tokens.issue(ALICE, [PULL])
     claims = tokens.verify(issued.token)
-    assert claims.principal == Principal(
-        id="u:1", name="alice", scopes=frozenset({"read:package"})
-    )
+    assert claims.principal == Principal(id="u:1", name="alice", scopes=frozenset({"read:package"}))
     assert claims.actions_for("repository", "alice/app") == {"pull"}
     assert claims.actions_for("repository", "alice/other") == frozenset()
     assert issued.expires_in == 300
@@ -55,13 +53,20 @@ def test_a_token_signed_with_another_secret_is_refused() -> None:
 
 def test_an_expired_token_is_refused() -> None:
     tokens = service()
-    serializer = URLSafeTimedSerializer(["k" * 32], salt=ACCESS_SALT)
-    old = serializer.dumps({"aud": "forge-container", "jti": "j", "access": []})
-    assert isinstance(old, str)
-    tokens.verify(old)  # fresh: fine
     with pytest.raises(InvalidToken) as info:
-        tokens._load(tokens._access, old, ttl=-1)
+        tokens.verify(signed_in_the_past("k" * 32, ACCESS_SALT, seconds=301))
     assert info.value.expired
+    assert tokens.verify(signed_in_the_past("k" * 32, ACCESS_SALT, seconds=290)).jti == "j"
+
+
+def test_refresh_tokens_live_longer() -> None:
+    tokens = service()
+    old = signed_in_the_past("k" * 32, REFRESH_SALT, seconds=3600, extra={"sub": "u:1"})
+    assert tokens.verify_refresh(old).subject == "u:1"
+    with pytest.raises(InvalidToken):
+        tokens.verify_refresh(
+            signed_in_the_past("k" * 32, REFRESH_SALT, seconds=31 * 86400, extra={"sub": "u:1"})
+        )
 
 
 def test_a_token_for_another_service_is_refused() -> None:

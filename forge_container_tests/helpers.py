@@ -1,0 +1,57 @@
+"""Small helpers the tests share (fixtures live in conftest.py)."""
+
+from __future__ import annotations
+
+import base64
+import time
+from typing import Any
+
+from itsdangerous import TimestampSigner, URLSafeTimedSerializer
+
+from werkzeug.test import TestResponse
+
+
+def basic(username: str, secret: str) -> dict[str, str]:
+    """An ``Authorization: Basic`` header."""
+    raw = base64.b64encode(f"{username}:{secret}".encode()).decode()
+    return {"Authorization": f"Basic {raw}"}
+
+
+def bearer(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
+
+
+def error_codes(response: TestResponse) -> list[str]:
+    """The OCI error codes of a response, asserting the body has the spec's shape."""
+    body: Any = response.get_json()
+    assert isinstance(body, dict) and isinstance(body.get("errors"), list), response.data
+    for entry in body["errors"]:
+        assert set(entry) <= {"code", "message", "detail"}
+    return [entry["code"] for entry in body["errors"]]
+
+
+def challenge_params(header: str) -> dict[str, str]:
+    """``Bearer realm="x",service="y"`` as a dict (every value is quoted)."""
+    scheme, _, rest = header.partition(" ")
+    assert scheme == "Bearer", header
+    params: dict[str, str] = {}
+    for part in rest.split('",'):
+        key, _, value = part.partition("=")
+        assert value.startswith('"'), header
+        params[key.strip()] = value.strip('"')
+    return params
+
+
+def signed_in_the_past(
+    secret: str, salt: str, *, seconds: int, extra: dict[str, Any] | None = None
+) -> str:
+    """A token for the default service signed ``seconds`` ago, as an old client would hold."""
+
+    class PastSigner(TimestampSigner):
+        def get_timestamp(self) -> int:
+            return int(time.time()) - seconds
+
+    serializer = URLSafeTimedSerializer([secret], salt=salt, signer=PastSigner)
+    token = serializer.dumps({"aud": "forge-container", "jti": "j", "access": [], **(extra or {})})
+    assert isinstance(token, str)
+    return token
