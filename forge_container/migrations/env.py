@@ -1,7 +1,7 @@
 """Alembic environment for the plugin's own tables, with its own version table.
 
-Runs inside a Flask app context (the host's engine) or on a connection handed in through
-``config.attributes["connection"]`` (what ``forge_container.schema`` and pytest-alembic do).
+Runs inside a Flask app context (the host's engine) or on a connection or engine handed in
+through ``config.attributes["connection"]`` (``forge_container.schema``, pytest-alembic).
 """
 
 from __future__ import annotations
@@ -27,14 +27,15 @@ def _run(connection: Connection) -> None:
 
 
 def run_migrations_online() -> None:
-    connection = context.config.attributes.get("connection")
-    if connection is not None:
-        _run(connection)
+    given = context.config.attributes.get("connection")
+    if isinstance(given, Connection):
+        _run(given)
         return
-    from flask import current_app
+    if given is None:
+        from flask import current_app
 
-    engine = current_app.extensions["sqlalchemy"].engine
-    with engine.connect() as connection:
+        given = current_app.extensions["sqlalchemy"].engine
+    with given.connect() as connection:
         _run(connection)
 
 
