@@ -7,7 +7,6 @@ import time
 from typing import Any
 
 from itsdangerous import TimestampSigner, URLSafeTimedSerializer
-
 from werkzeug.test import TestResponse
 
 

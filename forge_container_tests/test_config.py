@@ -27,7 +27,7 @@ def test_defaults_are_sane() -> None:
 def test_settings_are_frozen() -> None:
     settings = settings_from()
     with pytest.raises(AttributeError):
-        settings.token_ttl = 1  # type: ignore[misc]
+        settings.token_ttl = 1
 
 
 def test_token_secret_list_keeps_order_for_rotation() -> None:

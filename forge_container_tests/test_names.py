@@ -21,8 +21,20 @@ def test_valid_names_split_into_owner_and_image(name: str, owner: str, image: st
 
 @pytest.mark.parametrize(
     "name",
-    ["alice", "Alice/app", "alice/App", "alice//app", "alice/app/", "/alice/app", "alice/-app",
-     "alice/app.", "alice/a___b", "../etc/passwd", "alice/" + "a" * 300, ""],
+    [
+        "alice",
+        "Alice/app",
+        "alice/App",
+        "alice//app",
+        "alice/app/",
+        "/alice/app",
+        "alice/-app",
+        "alice/app.",
+        "alice/a___b",
+        "../etc/passwd",
+        "alice/" + "a" * 300,
+        "",
+    ],
 )
 def test_invalid_names_are_refused(name: str) -> None:
     with pytest.raises(InvalidName):

@@ -17,7 +17,7 @@ def list_tags(name: str) -> Response:
     target = current_target()
     n = tags.parse_page_size(request.args.get("n"))
     page = tags.list_tags(
-        get_state().db.session,
+        get_state().db.session(),
         target.owner.id,
         target.name,
         n=n,
