@@ -1,6 +1,6 @@
 """Error codes of the distribution spec, once, and the domain exceptions that carry them.
 
-The service layer raises the exceptions below; the HTTP edge (``views/errors.py``) turns
+The service layer raises the exceptions below; the HTTP edge (``views/responses.py``) turns
 any of them into ``{"errors": [{"code", "message", "detail"}]}`` with the code's status.
 """
 
