@@ -27,7 +27,14 @@ DEFAULTS: dict[str, Any] = {
     "CONTAINER_REGISTRY_REDIS_KEY_PREFIX": "forge_container:",
     "CONTAINER_REGISTRY_STORAGE_BACKEND": "filesystem",
     "CONTAINER_REGISTRY_STORAGE_PATH": None,
+    "CONTAINER_REGISTRY_MAX_BLOB_SIZE": 10 * 1024**3,
+    "CONTAINER_REGISTRY_MAX_MANIFEST_SIZE": 10 * 1024**2,
+    "CONTAINER_REGISTRY_CATALOG_MAX_ENTRIES": 1000,
+    "CONTAINER_REGISTRY_CACHE_TTL": 5,
 }
+
+#: The spec's floor for the manifest size limit: registries must accept at least 4 MiB.
+MIN_MANIFEST_SIZE = 4 * 1024**2
 
 STORAGE_BACKENDS = ("filesystem",)
 
@@ -57,6 +64,10 @@ class Settings:
     redis_key_prefix: str
     storage_backend: str
     storage_path: str
+    max_blob_size: int
+    max_manifest_size: int
+    catalog_max_entries: int
+    cache_ttl: int
 
 
 def load_settings(config: Mapping[str, Any], *, instance_path: str) -> Settings:
@@ -104,6 +115,12 @@ def load_settings(config: Mapping[str, Any], *, instance_path: str) -> Settings:
         redis_key_prefix=_str(config, "CONTAINER_REGISTRY_REDIS_KEY_PREFIX"),
         storage_backend=storage_backend,
         storage_path=storage_path,
+        max_blob_size=_int(config, "CONTAINER_REGISTRY_MAX_BLOB_SIZE", minimum=0),
+        max_manifest_size=_int(
+            config, "CONTAINER_REGISTRY_MAX_MANIFEST_SIZE", minimum=MIN_MANIFEST_SIZE
+        ),
+        catalog_max_entries=_int(config, "CONTAINER_REGISTRY_CATALOG_MAX_ENTRIES", minimum=1),
+        cache_ttl=_int(config, "CONTAINER_REGISTRY_CACHE_TTL", minimum=0),
     )
 
 

@@ -141,6 +141,27 @@ class PackageBlob(Base):
     )
 
 
+class BlobLink(Base):
+    """A blob uploaded or mounted into an image: what lets the image serve it.
+
+    Storage is shared, access is not: a blob is served from an image only through a link
+    (or a file of one of its versions, whose blobs are linked when the manifest is pushed).
+    """
+
+    __tablename__ = "container_blob_link"
+    __table_args__ = (UniqueConstraint("package_id", "blob_id"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    package_id: Mapped[int] = mapped_column(
+        ForeignKey("container_package.id", ondelete="CASCADE")
+    )
+    blob_id: Mapped[int] = mapped_column(ForeignKey("container_package_blob.id"), index=True)
+    created_by: Mapped[str | None] = mapped_column(String(HOST_ID_LENGTH))
+    created_at: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), default=utcnow, index=True
+    )
+
+
 class PackageFile(Base):
     """A blob a version references: its manifest, config, layers or index children."""
 

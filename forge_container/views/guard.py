@@ -7,13 +7,18 @@ from types import SimpleNamespace
 from flask import g, request
 
 from forge_container import access
-from forge_container.errors import NameInvalid
+from forge_container.errors import NameInvalid, Unauthorized
 from forge_container.names import InvalidName, parse_name
 from forge_container.state import get_state
 from forge_container.views.responses import client_address
 
 #: Endpoints that authenticate on their own terms (the token endpoint reads Basic itself).
 SELF_AUTHENTICATED = frozenset({"forge_container.token", "forge_container.token_post"})
+#: Bodies up to this size are read and dropped before a 401, so that clients which send
+#: everything without credentials first (oras-py) keep their connection for the retry.
+DRAIN_LIMIT = 4 * 1024 * 1024
+#: Stands for "no limit": ``None`` would not lift a host-wide ``MAX_CONTENT_LENGTH``.
+NO_LIMIT = 2**62
 
 
 def guard_request() -> None:
@@ -24,19 +29,34 @@ def guard_request() -> None:
     if request.endpoint in SELF_AUTHENTICATED:
         return
     state = get_state()
+    # Blob bodies are streamed, never buffered: lift the host's form-sized limit here.
+    request.max_content_length = state.settings.max_blob_size or NO_LIMIT
     address = client_address(request, state.settings.proxy_count)
-    caller = access.identify(state, request.headers.get("Authorization"), address)
-    g._forge_container = SimpleNamespace(caller=caller, address=address)
-    name = (request.view_args or {}).get("name")
-    if name is None:
-        return
     try:
-        image = parse_name(name)
-    except InvalidName as exc:
-        raise NameInvalid(str(exc)) from None
-    required = access.ACTIONS_BY_METHOD.get(request.method, frozenset({"pull", "push"}))
-    access.authorize(state, caller, image, required)
+        caller = access.identify(state, request.headers.get("Authorization"), address)
+        g._forge_container = SimpleNamespace(caller=caller, address=address)
+        name = (request.view_args or {}).get("name")
+        if name is None:
+            return
+        try:
+            image = parse_name(name)
+        except InvalidName as exc:
+            raise NameInvalid(str(exc)) from None
+        required = access.ACTIONS_BY_METHOD.get(request.method, frozenset({"pull", "push"}))
+        access.authorize(state, caller, image, required)
+    except Unauthorized:
+        _drain_body()
+        raise
     g._forge_container.target = access.resolve_target(state, image)
+
+
+def _drain_body() -> None:
+    length = request.content_length
+    if length is None or length > DRAIN_LIMIT:
+        return
+    stream = request.stream
+    while stream.read(64 * 1024):
+        pass
 
 
 def current_target() -> access.Target:

@@ -88,6 +88,21 @@ def upgrade() -> None:
     with op.batch_alter_table('container_package_property', schema=None) as batch_op:
         batch_op.create_index('ix_container_package_property_ref', ['ref_type', 'ref_id', 'name'], unique=False)
 
+    op.create_table('container_blob_link',
+    sa.Column('id', sa.Integer(), nullable=False),
+    sa.Column('package_id', sa.Integer(), nullable=False),
+    sa.Column('blob_id', sa.Integer(), nullable=False),
+    sa.Column('created_by', sa.String(length=64), nullable=True),
+    sa.Column('created_at', sa.DateTime(timezone=True), nullable=False),
+    sa.ForeignKeyConstraint(['blob_id'], ['container_package_blob.id'], name=op.f('fk_container_blob_link_blob_id_container_package_blob')),
+    sa.ForeignKeyConstraint(['package_id'], ['container_package.id'], name=op.f('fk_container_blob_link_package_id_container_package'), ondelete='CASCADE'),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_container_blob_link')),
+    sa.UniqueConstraint('package_id', 'blob_id', name=op.f('uq_container_blob_link_package_id_blob_id'))
+    )
+    with op.batch_alter_table('container_blob_link', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_container_blob_link_blob_id'), ['blob_id'], unique=False)
+        batch_op.create_index(batch_op.f('ix_container_blob_link_created_at'), ['created_at'], unique=False)
+
     op.create_table('container_package_version',
     sa.Column('id', sa.Integer(), nullable=False),
     sa.Column('package_id', sa.Integer(), nullable=False),
@@ -154,6 +169,11 @@ def downgrade() -> None:
         batch_op.drop_index('ix_container_package_version_created')
 
     op.drop_table('container_package_version')
+    with op.batch_alter_table('container_blob_link', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_container_blob_link_created_at'))
+        batch_op.drop_index(batch_op.f('ix_container_blob_link_blob_id'))
+
+    op.drop_table('container_blob_link')
     with op.batch_alter_table('container_package_property', schema=None) as batch_op:
         batch_op.drop_index('ix_container_package_property_ref')
 
