@@ -145,6 +145,13 @@ def grant(
     return granted
 
 
+def permits(state: RegistryState, caller: Caller, name: ImageName, actions: frozenset[str]) -> bool:
+    """Whether ``caller`` may do ``actions`` on ``name`` (a mount's source, say), no raising."""
+    if caller.claims is not None:
+        return actions <= caller.claims.actions_for("repository", str(name))
+    return actions <= allowed_actions(state, caller.principal, name)
+
+
 def authorize(
     state: RegistryState, caller: Caller, name: ImageName, required: frozenset[str]
 ) -> None:

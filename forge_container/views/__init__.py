@@ -25,7 +25,16 @@ def _http_error(exc: HTTPException) -> Response:
 
 
 # Route modules register themselves on ``bp`` when imported.
-from forge_container.views import base, tags, token  # noqa: E402, F401
+from forge_container.views import (  # noqa: E402, F401
+    base,
+    blobs,
+    catalog,
+    manifests,
+    referrers,
+    tags,
+    token,
+    uploads,
+)
 from forge_container.views.guard import guard_request  # noqa: E402
 
 bp.before_request(guard_request)
