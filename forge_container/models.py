@@ -152,9 +152,7 @@ class BlobLink(Base):
     __table_args__ = (UniqueConstraint("package_id", "blob_id"),)
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    package_id: Mapped[int] = mapped_column(
-        ForeignKey("container_package.id", ondelete="CASCADE")
-    )
+    package_id: Mapped[int] = mapped_column(ForeignKey("container_package.id", ondelete="CASCADE"))
     blob_id: Mapped[int] = mapped_column(ForeignKey("container_package_blob.id"), index=True)
     created_by: Mapped[str | None] = mapped_column(String(HOST_ID_LENGTH))
     created_at: Mapped[datetime] = mapped_column(
