@@ -5,7 +5,7 @@ Nothing here reads ``flask.request``: the HTTP layer hands in the header and add
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 from forge_container.auth.credentials import (
@@ -30,6 +30,8 @@ ACTIONS_BY_METHOD = {
     "PATCH": frozenset({"pull", "push"}),
     "DELETE": frozenset({"delete"}),
 }
+#: The scope that lists the catalog, asked for in the challenge of an anonymous listing.
+CATALOG_SCOPE = "registry:catalog:*"
 
 
 @dataclass(frozen=True)
@@ -58,7 +60,7 @@ class Target:
 
 def resolve_target(state: RegistryState, name: ImageName) -> Target:
     """Look the owner up in the forge; an unknown owner is an unknown name."""
-    owner = state.host.get_owner(name.owner)
+    owner = find_owner(state, name.owner)
     if owner is None:
         raise NameUnknown(f"repository name not known to registry: {name}")
     return Target(owner=owner, name=name)
@@ -73,9 +75,9 @@ def identify(state: RegistryState, authorization: str | None, address: str | Non
     if credentials is None:
         return Caller(principal=None)
     if isinstance(credentials, BasicCredentials):
-        return Caller(principal=authenticate(state, credentials, address))
+        return Caller(principal=_cached_login(state, credentials, address))
     try:
-        claims = state.tokens.verify(credentials.token)
+        claims = state.cache.claims(credentials.token, state.tokens.verify)
     except InvalidToken as exc:
         raise Unauthorized(f"{exc}: request a new token", error="invalid_token") from None
     return Caller(principal=claims.principal, claims=claims)
@@ -98,19 +100,55 @@ def authenticate(
     return principal
 
 
+def _cached_login(
+    state: RegistryState, credentials: BasicCredentials, address: str | None
+) -> Principal:
+    """:func:`authenticate` for ``/v2`` routes, where clients send Basic on every request.
+
+    Only successes are cached (password hashing is slow on purpose); a cache hit needs the
+    right password, so it may skip the failed-login limit, while every failure reaches it.
+    """
+    key = state.cache.login_key(credentials.username, credentials.password)
+    principal = state.cache.logins.get(key)
+    if principal is None:
+        principal = authenticate(state, credentials, address)
+        state.cache.logins.set(key, principal)
+    return principal
+
+
+def find_owner(state: RegistryState, name: str, *, cached: bool = True) -> Owner | None:
+    """``host.get_owner(name)``, cached for the TTL (unknown owners too)."""
+    if not cached:
+        return state.host.get_owner(name)
+    return state.cache.owners.get_or_set(name, lambda: state.host.get_owner(name))
+
+
 def allowed_actions(
-    state: RegistryState, principal: Principal | None, name: ImageName
+    state: RegistryState, principal: Principal | None, name: ImageName, *, cached: bool = True
 ) -> frozenset[str]:
-    """What ``principal`` may do on ``name`` now: the forge's rules ∩ the credential's scopes."""
+    """What ``principal`` may do on ``name``: the forge's rules ∩ the credential's scopes.
+
+    The forge is asked at most once per TTL (``cached``), so a revoke applies within it.
+    """
     if principal is None and not state.settings.allow_anonymous:
         return frozenset()
-    owner = state.host.get_owner(name.owner)
+    owner = find_owner(state, name.owner, cached=cached)
     if owner is None:
         return frozenset()
+    return _actions_on(state, principal, owner, name.image, cached=cached)
+
+
+def _actions_on(
+    state: RegistryState, principal: Principal | None, owner: Owner, image: str, *, cached: bool
+) -> frozenset[str]:
     if principal is not None and principal.is_admin:
         level = Access.ADMIN
+    elif cached:
+        level = state.cache.access.get_or_set(
+            (principal, owner, image), lambda: state.host.access(principal, owner, image)
+        )
     else:
-        level = state.host.access(principal, owner, name.image)
+        level = state.host.access(principal, owner, image)
     actions = level.actions
     if principal is not None:
         actions &= principal.scope_actions
@@ -122,7 +160,8 @@ def grant(
 ) -> list[Scope]:
     """The token endpoint's answer: each requested scope cut down to what is allowed.
 
-    A partial grant is not an error; scopes that grant nothing are left out.
+    A partial grant is not an error; scopes that grant nothing are left out. The forge is
+    asked afresh (no cache): a token keeps its grant for its whole lifetime.
     """
     granted: list[Scope] = []
     for scope in requested:
@@ -134,7 +173,7 @@ def grant(
             actions = scope.actions & REPOSITORY_ACTIONS
             if "*" in scope.actions:
                 actions = REPOSITORY_ACTIONS
-            actions &= allowed_actions(state, principal, name)
+            actions &= allowed_actions(state, principal, name, cached=False)
         elif scope.type == "registry" and scope.name == "catalog":
             may_list = principal is not None or state.settings.allow_anonymous
             actions = scope.actions & {"*"} if may_list else frozenset()
@@ -143,6 +182,30 @@ def grant(
         if actions:
             granted.append(Scope(type=scope.type, name=scope.name, actions=frozenset(actions)))
     return granted
+
+
+def catalog_filter(state: RegistryState, caller: Caller) -> Callable[[ImageName, str], bool]:
+    """Which images ``caller`` sees in ``/v2/_catalog``: those its principal may pull now.
+
+    The answer takes ``(name, owner id)`` of a stored image and is false when the owner's
+    name now belongs to someone else. A bearer token lists what its principal may read,
+    whatever repositories it names (the list reveals nothing the principal could not pull);
+    anonymous callers see public images, or get a 401 challenge without anonymous access.
+    """
+    principal = caller.principal
+    if principal is None and not state.settings.allow_anonymous:
+        raise Unauthorized(
+            scopes=(CATALOG_SCOPE,),
+            detail=[{"Type": "registry", "Name": "catalog", "Action": "*"}],
+        )
+
+    def readable(name: ImageName, owner_id: str) -> bool:
+        owner = find_owner(state, name.owner)
+        if owner is None or owner.id != owner_id:
+            return False
+        return "pull" in _actions_on(state, principal, owner, name.image, cached=True)
+
+    return readable
 
 
 def permits(state: RegistryState, caller: Caller, name: ImageName, actions: frozenset[str]) -> bool:

@@ -8,6 +8,7 @@ from flask import Flask
 
 from forge_container.auth.ratelimit import make_failure_limiter
 from forge_container.auth.tokens import TokenService
+from forge_container.cache import HotPathCache
 from forge_container.cli import container_cli
 from forge_container.config import DEFAULTS, load_settings
 from forge_container.host import HostAdapter
@@ -62,6 +63,7 @@ class ContainerRegistry:
             login_limiter=make_failure_limiter(settings, redis),
             storage=make_driver(settings),
             redis=redis,
+            cache=HotPathCache(settings.cache_ttl),
         )
         register_views(app)
         app.cli.add_command(container_cli)

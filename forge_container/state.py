@@ -9,6 +9,7 @@ from flask import Flask, current_app
 
 from forge_container.auth.ratelimit import FailureLimiter
 from forge_container.auth.tokens import TokenService
+from forge_container.cache import HotPathCache
 from forge_container.config import Settings
 from forge_container.host import HostAdapter
 from forge_container.storage import StorageDriver
@@ -32,6 +33,8 @@ class RegistryState:
     login_limiter: FailureLimiter
     storage: StorageDriver
     redis: Redis | None
+    #: Token, login, owner and access caches of the hot path (``CONTAINER_REGISTRY_CACHE_TTL``).
+    cache: HotPathCache
 
 
 def get_state(app: Flask | None = None) -> RegistryState:

@@ -42,6 +42,8 @@ class TokenClaims:
     scopes: frozenset[str] | None
     access: tuple[Scope, ...]
     jti: str
+    #: When the token stops being valid (Unix time), for caches that must not outlive it.
+    expires_at: float | None = None
 
     @property
     def principal(self) -> Principal | None:
@@ -101,7 +103,7 @@ class TokenService:
         )
 
     def verify(self, token: str) -> TokenClaims:
-        payload = self._load(self._access, token, self._settings.token_ttl)
+        payload, signed_at = self._load(self._access, token, self._settings.token_ttl)
         try:
             access = tuple(
                 Scope(type=str(e["type"]), name=str(e["name"]), actions=frozenset(e["actions"]))
@@ -115,6 +117,7 @@ class TokenService:
                 scopes=frozenset(scopes) if scopes is not None else None,
                 access=access,
                 jti=str(payload["jti"]),
+                expires_at=signed_at + self._settings.token_ttl,
             )
         except (KeyError, TypeError) as exc:
             raise InvalidToken("malformed token payload") from exc
@@ -132,23 +135,26 @@ class TokenService:
         return token
 
     def verify_refresh(self, token: str) -> RefreshClaims:
-        payload = self._load(self._refresh, token, self._settings.refresh_token_ttl)
+        payload, _ = self._load(self._refresh, token, self._settings.refresh_token_ttl)
         subject = payload.get("sub")
         if not isinstance(subject, str):
             raise InvalidToken("malformed refresh token")
         token_id = payload.get("pat")
         return RefreshClaims(subject=subject, token_id=token_id if token_id else None)
 
-    def _load(self, serializer: URLSafeTimedSerializer, token: str, ttl: int) -> dict[str, Any]:
+    def _load(
+        self, serializer: URLSafeTimedSerializer, token: str, ttl: int
+    ) -> tuple[dict[str, Any], float]:
+        """The payload and the signing time (Unix time) of a valid token."""
         try:
-            payload = serializer.loads(token, max_age=ttl)
+            payload, signed_at = serializer.loads(token, max_age=ttl, return_timestamp=True)
         except SignatureExpired:
             raise InvalidToken("token expired", expired=True) from None
         except BadData:
             raise InvalidToken("invalid token") from None
         if not isinstance(payload, dict) or payload.get("aud") != self._settings.service:
             raise InvalidToken("token was issued for another service")
-        return payload
+        return payload, signed_at.timestamp()
 
 
 def _rfc3339(timestamp: float) -> str:
