@@ -59,6 +59,10 @@ def test_strings_from_the_environment_are_coerced() -> None:
         ("CONTAINER_REGISTRY_PROXY_COUNT", -1, "at least 0"),
         ("CONTAINER_REGISTRY_SERVICE", 'a"b', "without quotes"),
         ("CONTAINER_REGISTRY_LOGIN_FAILURE_WINDOW", 0, "at least 1"),
+        ("CONTAINER_REGISTRY_MAX_MANIFEST_SIZE", 1024, "at least 4194304"),
+        ("CONTAINER_REGISTRY_MAX_BLOB_SIZE", -1, "at least 0"),
+        ("CONTAINER_REGISTRY_CATALOG_MAX_ENTRIES", 0, "at least 1"),
+        ("CONTAINER_REGISTRY_CACHE_TTL", "a while", "whole number"),
     ],
 )
 def test_a_bad_value_names_its_key(key: str, value: Any, words: str) -> None:
