@@ -75,7 +75,7 @@ def identify(state: RegistryState, authorization: str | None, address: str | Non
     if credentials is None:
         return Caller(principal=None)
     if isinstance(credentials, BasicCredentials):
-        return Caller(principal=_cached_login(state, credentials, address))
+        return Caller(principal=authenticate(state, credentials, address, cached=True))
     try:
         claims = state.cache.claims(credentials.token, state.tokens.verify)
     except InvalidToken as exc:
@@ -84,34 +84,34 @@ def identify(state: RegistryState, authorization: str | None, address: str | Non
 
 
 def authenticate(
-    state: RegistryState, credentials: BasicCredentials, address: str | None
+    state: RegistryState,
+    credentials: BasicCredentials,
+    address: str | None,
+    *,
+    cached: bool = False,
 ) -> Principal:
-    """Check a username and password or PAT, under the failed-login limit."""
+    """Check a username and password or PAT, under the failed-login limit.
+
+    ``cached`` (the ``/v2`` routes, where clients send Basic on every request) reuses a
+    success for the TTL, as password hashing is slow on purpose. Failures are never cached,
+    and the limit is checked first either way, so every failure counts and a refused user
+    or address stays refused.
+    """
     keys = login_keys(credentials.username, address)
     wait = state.login_limiter.retry_after(keys)
     if wait is not None:
         raise TooManyRequests(
             f"too many failed logins; try again in {wait} seconds", retry_after=wait
         )
+    key = state.cache.login_key(credentials.username, credentials.password) if cached else None
+    principal = state.cache.logins.get(key) if key is not None else None
+    if principal is not None:
+        return principal
     principal = state.host.authenticate(credentials.username, credentials.password)
     if principal is None:
         state.login_limiter.record_failure(keys)
         raise Unauthorized("invalid username, password or token", basic=True)
-    return principal
-
-
-def _cached_login(
-    state: RegistryState, credentials: BasicCredentials, address: str | None
-) -> Principal:
-    """:func:`authenticate` for ``/v2`` routes, where clients send Basic on every request.
-
-    Only successes are cached (password hashing is slow on purpose); a cache hit needs the
-    right password, so it may skip the failed-login limit, while every failure reaches it.
-    """
-    key = state.cache.login_key(credentials.username, credentials.password)
-    principal = state.cache.logins.get(key)
-    if principal is None:
-        principal = authenticate(state, credentials, address)
+    if key is not None:
         state.cache.logins.set(key, principal)
     return principal
 
