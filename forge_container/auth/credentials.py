@@ -59,4 +59,6 @@ def _basic(value: str) -> BasicCredentials:
     username, sep, password = text.partition(":")
     if not sep or not username:
         raise MalformedAuthorization("malformed Basic credentials: expected username:password")
+    if "\x00" in text:
+        raise MalformedAuthorization("malformed Basic credentials: NUL byte")
     return BasicCredentials(username=username, password=password)

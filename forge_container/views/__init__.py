@@ -44,7 +44,7 @@ def register_views(app: Flask) -> None:
     """Register the blueprint at the host root, and OCI errors for every ``/v2`` response."""
     app.register_blueprint(bp)
     app.register_error_handler(RegistryError, error_response)
-    app.before_request(_routing_errors_as_registry_errors)
+    app.before_request(_check_registry_request)
     app.after_request(_add_api_version_header)
 
 
@@ -52,10 +52,18 @@ def _is_registry_path() -> bool:
     return request.path == "/v2" or request.path.startswith("/v2/")
 
 
-def _routing_errors_as_registry_errors() -> None:
-    """Routing 404/405 happen before any blueprint sees the request: turn them into OCI JSON."""
+def _check_registry_request() -> None:
+    """Routing 404/405 happen before any blueprint sees the request: turn them into OCI JSON.
+
+    NUL bytes are refused up front: no name, reference or cursor holds one, and PostgreSQL
+    text cannot, so letting one through would turn a bad request into a database error.
+    """
+    if not _is_registry_path():
+        return
+    if "\x00" in request.path or b"%00" in request.query_string:
+        raise Unsupported("NUL bytes are not allowed in registry URLs")
     exc = request.routing_exception
-    if exc is None or not _is_registry_path():
+    if exc is None:
         return
     if isinstance(exc, MethodNotAllowed):
         raise Unsupported(

@@ -53,6 +53,8 @@ def token_post() -> Response:
         username, password = form.get("username"), form.get("password")
         if not username or password is None:
             raise TokenRequestInvalid("username and password are required")
+        if "\x00" in username + password:
+            raise TokenRequestInvalid("NUL bytes are not allowed in credentials")
         address = client_address(request, state.settings.proxy_count)
         principal = access.authenticate(state, BasicCredentials(username, password), address)
         return _token_response(state, principal, scopes, refresh=offline, oauth=True)

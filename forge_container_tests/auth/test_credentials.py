@@ -45,6 +45,7 @@ def test_bearer() -> None:
         "Bearer a b",
         "Digest x=1",
         "Basic " + "A" * 9000,
+        basic("al\x00ice:pw"),
     ],
 )
 def test_malformed_headers_are_refused(header: str) -> None:

@@ -123,3 +123,11 @@ class TestConfiguredRealm:
         response = client.get("/v2/", headers={"X-Forwarded-Host": "other"})
         realm = challenge_params(response.headers["WWW-Authenticate"])["realm"]
         assert realm == "https://auth.example.org/v2/token"
+
+
+def test_nul_bytes_in_urls_are_a_clean_400(client: FlaskClient, forge: Any) -> None:
+    forge.user("alice")
+    for url in ("/v2/alice/app/tags/list?last=a%00", "/v2/alice/app%00/tags/list"):
+        response = client.get(url, headers=basic("alice", "pw-alice"))
+        assert response.status_code == 400, url
+        assert error_codes(response) == ["UNSUPPORTED"]

@@ -270,3 +270,10 @@ class TestAnonymousDisabled:
     def test_users_still_get_tokens(self, client: FlaskClient, forge: Any) -> None:
         forge.user("alice")
         assert client.get("/v2/token", headers=basic("alice", "pw-alice")).status_code == 200
+
+
+def test_nul_bytes_in_a_password_grant_are_a_clean_400(client: FlaskClient) -> None:
+    data = {"grant_type": "password", "client_id": "x", "username": "a\x00b", "password": "p"}
+    response = client.post("/v2/token", data=data)
+    assert response.status_code == 400
+    assert response.get_json()["error"] == "invalid_request"
