@@ -148,6 +148,12 @@ class TagInvalid(RegistryError):
     code = ErrorCode.TAG_INVALID
 
 
+class RangeInvalid(RegistryError):
+    """A ``Range`` the blob cannot satisfy (416, with ``Content-Range: bytes */<size>``)."""
+
+    code = ErrorCode.RANGE_INVALID
+
+
 class TokenRequestInvalid(RegistryError):
     """A malformed request to the token endpoint, with its OAuth2 error name."""
 

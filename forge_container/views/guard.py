@@ -17,6 +17,13 @@ SELF_AUTHENTICATED = frozenset({"forge_container.token", "forge_container.token_
 #: Bodies up to this size are read and dropped before a 401, so that clients which send
 #: everything without credentials first (oras-py) keep their connection for the retry.
 DRAIN_LIMIT = 4 * 1024 * 1024
+#: Upload sessions are part of pushing, whatever the method: status (GET) and cancel
+#: (DELETE) need push like the rest, not pull or delete.
+UPLOAD_ENDPOINTS = frozenset(
+    f"forge_container.{view}"
+    for view in ("upload_status", "append_chunk", "finish_upload", "cancel_upload")
+)
+PUSH = frozenset({"pull", "push"})
 #: Stands for "no limit": ``None`` would not lift a host-wide ``MAX_CONTENT_LENGTH``.
 NO_LIMIT = 2**62
 
@@ -42,7 +49,11 @@ def guard_request() -> None:
             image = parse_name(name)
         except InvalidName as exc:
             raise NameInvalid(str(exc)) from None
-        required = access.ACTIONS_BY_METHOD.get(request.method, frozenset({"pull", "push"}))
+        required = (
+            PUSH
+            if request.endpoint in UPLOAD_ENDPOINTS
+            else access.ACTIONS_BY_METHOD.get(request.method, PUSH)
+        )
         access.authorize(state, caller, image, required)
     except Unauthorized:
         _drain_body()

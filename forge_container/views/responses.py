@@ -80,3 +80,10 @@ def _forwarded(req: Request, header: str, proxy_count: int) -> str | None:
     if any(c in value for c in '"\\ \t\r\n'):
         return None
     return value
+
+
+def empty_response(code: int, headers: dict[str, str] | None = None) -> Response:
+    """A response without a body (``Content-Length: 0``) and so without a ``Content-Type``."""
+    response = Response(status=code, headers=headers)
+    del response.headers["Content-Type"]
+    return response

@@ -1,0 +1,180 @@
+"""An image's blobs: look them up, read them (whole or a byte range), unlink them.
+
+Storage is shared and content-addressed, access is not: an image serves a blob only while it
+links it (:class:`~forge_container.models.BlobLink`). A link whose bytes went missing from
+storage is reported as an unknown blob, like a missing link.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import BinaryIO
+
+from sqlalchemy import delete, select
+from sqlalchemy.orm import Session
+
+from forge_container.digest import Digest, InvalidDigest, parse_digest
+from forge_container.errors import BlobUnknown, DigestInvalid, RangeInvalid
+from forge_container.models import BlobLink, Package, PackageBlob
+from forge_container.registry.packages import PACKAGE_TYPE
+from forge_container.storage import PathNotFound, StorageDriver
+from forge_container.storage.paths import blob_path
+
+
+@dataclass(frozen=True)
+class BlobInfo:
+    """A blob as the client sees it: its digest and size in bytes."""
+
+    digest: str
+    size: int
+
+
+@dataclass(frozen=True)
+class ByteRange:
+    """One range of a ``Range: bytes=`` header, as written (RFC 9110 §14.1.2).
+
+    ``first-last`` and ``first-`` have ``first`` set (``last`` inclusive, or ``None``);
+    a suffix ``-n`` has ``first=None`` and ``last=n``, the length of the tail.
+    """
+
+    first: int | None
+    last: int | None
+
+
+@dataclass(frozen=True)
+class BlobBody:
+    """What a GET sends: the blob, the part of it asked for, and an open stream at ``start``.
+
+    ``stream`` is ``None`` when no body was asked for; otherwise the caller closes it.
+    ``partial`` is set when a range was served (``start`` and ``length`` describe it).
+    """
+
+    info: BlobInfo
+    start: int
+    length: int
+    partial: bool
+    stream: BinaryIO | None
+
+
+def parse_blob_digest(value: str) -> Digest:
+    """A digest from a URL or query string; anything else is ``DIGEST_INVALID`` (400)."""
+    try:
+        return parse_digest(value)
+    except InvalidDigest as exc:
+        raise DigestInvalid(str(exc), detail={"digest": value}) from None
+
+
+def find_linked(session: Session, owner_id: str, image: str, digest: str) -> BlobInfo | None:
+    """The blob ``digest`` if ``owner_id``'s ``image`` links it (one indexed query)."""
+    row = session.execute(
+        select(PackageBlob.digest, PackageBlob.size)
+        .join(BlobLink, BlobLink.blob_id == PackageBlob.id)
+        .join(Package, Package.id == BlobLink.package_id)
+        .where(
+            Package.owner_id == owner_id,
+            Package.type == PACKAGE_TYPE,
+            Package.name == image,
+            PackageBlob.digest == digest,
+        )
+    ).first()
+    return None if row is None else BlobInfo(digest=row.digest, size=row.size)
+
+
+def stat_blob(
+    session: Session, storage: StorageDriver, owner_id: str, image: str, digest: str
+) -> BlobInfo:
+    """The blob behind ``HEAD /v2/<name>/blobs/<digest>``.
+
+    :raises DigestInvalid: ``digest`` is not a supported digest.
+    :raises BlobUnknown: the image does not link it, or its bytes are gone.
+    """
+    parsed = parse_blob_digest(digest)
+    info = find_linked(session, owner_id, image, str(parsed))
+    if info is None or not storage.exists(blob_path(parsed)):
+        raise BlobUnknown(detail={"digest": digest})
+    return info
+
+
+def read_blob(
+    session: Session,
+    storage: StorageDriver,
+    owner_id: str,
+    image: str,
+    digest: str,
+    *,
+    byte_range: ByteRange | None = None,
+    with_body: bool = True,
+) -> BlobBody:
+    """The blob behind ``GET /v2/<name>/blobs/<digest>``, opened at the range asked for.
+
+    :raises DigestInvalid: ``digest`` is not a supported digest.
+    :raises BlobUnknown: the image does not link it, or its bytes are gone.
+    :raises RangeInvalid: ``byte_range`` lies outside the blob (416, with ``Content-Range``).
+    """
+    parsed = parse_blob_digest(digest)
+    info = find_linked(session, owner_id, image, str(parsed))
+    if info is None:
+        raise BlobUnknown(detail={"digest": digest})
+    start, length = 0, info.size
+    if byte_range is not None:
+        start, length = _resolve(byte_range, info.size)
+    stream: BinaryIO | None = None
+    try:
+        if with_body:
+            stream = storage.open_read(blob_path(parsed), start)
+        elif not storage.exists(blob_path(parsed)):
+            raise PathNotFound(blob_path(parsed))
+    except PathNotFound:
+        raise BlobUnknown(detail={"digest": digest}) from None
+    return BlobBody(
+        info=info, start=start, length=length, partial=byte_range is not None, stream=stream
+    )
+
+
+def unlink_blob(session: Session, owner_id: str, image: str, digest: str) -> None:
+    """``DELETE /v2/<name>/blobs/<digest>``: the image stops serving the blob.
+
+    The bytes stay in storage for garbage collection; other images that link the blob keep
+    serving it.
+
+    :raises DigestInvalid: ``digest`` is not a supported digest.
+    :raises BlobUnknown: the image does not link it.
+    """
+    parsed = parse_blob_digest(digest)
+    package_id = select(Package.id).where(
+        Package.owner_id == owner_id, Package.type == PACKAGE_TYPE, Package.name == image
+    )
+    blob_id = select(PackageBlob.id).where(PackageBlob.digest == str(parsed))
+    result = session.execute(
+        delete(BlobLink)
+        .where(
+            BlobLink.package_id == package_id.scalar_subquery(),
+            BlobLink.blob_id == blob_id.scalar_subquery(),
+        )
+        .execution_options(synchronize_session=False)
+    )
+    session.commit()
+    if getattr(result, "rowcount", 0) == 0:
+        raise BlobUnknown(detail={"digest": digest})
+
+
+def _resolve(byte_range: ByteRange, size: int) -> tuple[int, int]:
+    """``(start, length)`` of ``byte_range`` in a blob of ``size`` bytes, or 416."""
+    first, last = byte_range.first, byte_range.last
+    if first is None:
+        # A suffix: the last ``last`` bytes, all of them if the blob is shorter.
+        if not last or size == 0:
+            raise _unsatisfiable(size)
+        length = min(last, size)
+        return size - length, length
+    if first >= size:
+        raise _unsatisfiable(size)
+    end = size - 1 if last is None else min(last, size - 1)
+    return first, end - first + 1
+
+
+def _unsatisfiable(size: int) -> RangeInvalid:
+    return RangeInvalid(
+        f"the range lies outside the blob of {size} bytes",
+        headers={"Content-Range": f"bytes */{size}"},
+    )

@@ -1,0 +1,119 @@
+"""The blob service: links decide what an image serves, ranges resolve against the size."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+from collections.abc import Iterator
+
+import pytest
+from flask import Flask
+
+from forge_container.digest import parse_digest
+from forge_container.errors import BlobUnknown, DigestInvalid, RangeInvalid
+from forge_container.registry import blobs, uploads
+from forge_container.registry.blobs import ByteRange
+from forge_container.state import RegistryState, get_state
+from forge_container.storage.paths import blob_path
+
+DATA = b"0123456789"
+DIGEST = "sha256:" + hashlib.sha256(DATA).hexdigest()
+
+
+@pytest.fixture
+def state(app: Flask) -> Iterator[RegistryState]:
+    """``DATA`` uploaded into image ``app`` of owner ``u:1``."""
+    with app.app_context():
+        state = get_state(app)
+        who = uploads.Uploader("u:1", "alice", "app", "u:1")
+        uploads.upload_blob(
+            state.db.session(),
+            state.storage,
+            state.settings,
+            who,
+            DIGEST,
+            io.BytesIO(DATA),
+            content_length=len(DATA),
+        )
+        yield state
+
+
+def read(state: RegistryState, byte_range: ByteRange | None) -> tuple[int, int, bytes]:
+    body = blobs.read_blob(
+        state.db.session(), state.storage, "u:1", "app", DIGEST, byte_range=byte_range
+    )
+    assert body.stream is not None
+    with body.stream:
+        return body.start, body.length, body.stream.read(body.length)
+
+
+def test_an_image_finds_the_blobs_it_links(state: RegistryState) -> None:
+    session = state.db.session()
+    assert blobs.find_linked(session, "u:1", "app", DIGEST) == blobs.BlobInfo(DIGEST, 10)
+    assert blobs.find_linked(session, "u:1", "other", DIGEST) is None
+    assert blobs.find_linked(session, "u:2", "app", DIGEST) is None
+    assert blobs.stat_blob(session, state.storage, "u:1", "app", DIGEST).size == 10
+    with pytest.raises(BlobUnknown):
+        blobs.stat_blob(session, state.storage, "u:1", "other", DIGEST)
+
+
+@pytest.mark.parametrize(
+    ("byte_range", "start", "length"),
+    [
+        (None, 0, 10),
+        (ByteRange(0, 0), 0, 1),
+        (ByteRange(2, 5), 2, 4),
+        (ByteRange(7, None), 7, 3),
+        (ByteRange(7, 100), 7, 3),
+        (ByteRange(None, 3), 7, 3),
+        (ByteRange(None, 30), 0, 10),
+    ],
+)
+def test_ranges_resolve_against_the_size(
+    state: RegistryState, byte_range: ByteRange | None, start: int, length: int
+) -> None:
+    assert read(state, byte_range) == (start, length, DATA[start : start + length])
+
+
+@pytest.mark.parametrize("byte_range", [ByteRange(10, None), ByteRange(11, 12), ByteRange(None, 0)])
+def test_ranges_outside_the_blob(state: RegistryState, byte_range: ByteRange) -> None:
+    with pytest.raises(RangeInvalid) as excinfo:
+        read(state, byte_range)
+    assert excinfo.value.status == 416
+    assert excinfo.value.headers == {"Content-Range": "bytes */10"}
+
+
+def test_no_body_is_opened_when_none_is_wanted(state: RegistryState) -> None:
+    body = blobs.read_blob(state.db.session(), state.storage, "u:1", "app", DIGEST, with_body=False)
+    assert body.stream is None
+    assert body.info.size == 10
+
+
+def test_missing_bytes_make_an_unknown_blob(state: RegistryState) -> None:
+    state.storage.delete(blob_path(parse_digest(DIGEST)))
+    session = state.db.session()
+    with pytest.raises(BlobUnknown):
+        blobs.stat_blob(session, state.storage, "u:1", "app", DIGEST)
+    for with_body in (True, False):
+        with pytest.raises(BlobUnknown):
+            blobs.read_blob(session, state.storage, "u:1", "app", DIGEST, with_body=with_body)
+
+
+@pytest.mark.parametrize("digest", ["sha256:xyz", "sha384:" + "0" * 96, "", "sha256:" + "F" * 64])
+def test_invalid_digests(state: RegistryState, digest: str) -> None:
+    session = state.db.session()
+    with pytest.raises(DigestInvalid):
+        blobs.stat_blob(session, state.storage, "u:1", "app", digest)
+    with pytest.raises(DigestInvalid):
+        blobs.unlink_blob(session, "u:1", "app", digest)
+
+
+def test_unlinking(state: RegistryState) -> None:
+    session = state.db.session()
+    with pytest.raises(BlobUnknown):
+        blobs.unlink_blob(session, "u:1", "other", DIGEST)
+    blobs.unlink_blob(session, "u:1", "app", DIGEST)
+    assert blobs.find_linked(session, "u:1", "app", DIGEST) is None
+    assert state.storage.exists(blob_path(parse_digest(DIGEST)))
+    with pytest.raises(BlobUnknown):
+        blobs.unlink_blob(session, "u:1", "app", DIGEST)
