@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from sqlalchemy import inspect as sa_inspect
 from sqlalchemy import select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
@@ -19,8 +20,8 @@ from forge_container.models import Base, BlobLink, Package, PackageBlob, utcnow
 PACKAGE_TYPE = "container"
 
 
-def insert_ignore(session: Session, model: type[Base], values: dict[str, Any]) -> None:
-    """Insert a row unless a unique constraint already holds one like it."""
+def insert_ignore(session: Session, model: type[Base], values: dict[str, Any]) -> bool:
+    """Insert a row unless a unique constraint already holds one like it; ``True`` if inserted."""
     dialect = session.get_bind().dialect.name
     if dialect == "postgresql":
         statement: Any = pg_insert(model).values(**values).on_conflict_do_nothing()
@@ -28,7 +29,9 @@ def insert_ignore(session: Session, model: type[Base], values: dict[str, Any]) -
         statement = sqlite_insert(model).values(**values).on_conflict_do_nothing()
     else:  # pragma: no cover - only the two databases above are supported
         raise RuntimeError(f"unsupported database dialect {dialect!r}")
-    session.execute(statement)
+    # RETURNING, not rowcount: psycopg reports -1 rows for any INSERT.
+    key = sa_inspect(model).primary_key
+    return session.execute(statement.returning(*key)).first() is not None
 
 
 def find_package(session: Session, owner_id: str, image: str) -> Package | None:

@@ -1,3 +1,75 @@
 """``/v2/<name>/manifests/<reference>``: push, pull and delete manifests and tags."""
 
 from __future__ import annotations
+
+from flask import Response, request
+
+from forge_container.registry import manifests
+from forge_container.state import get_state
+from forge_container.views import bp
+from forge_container.views.guard import current_caller, current_target
+from forge_container.views.responses import empty_response
+
+
+@bp.get("/<path:name>/manifests/<reference>")
+def get_manifest(name: str, reference: str) -> Response:
+    """The stored bytes as pushed (HEAD: the headers only); ``If-None-Match`` gives 304."""
+    state = get_state()
+    target = current_target()
+    head = request.method == "HEAD"
+    found = manifests.get_manifest(
+        state.db.session(),
+        state.storage,
+        owner_id=target.owner.id,
+        image=target.name.image,
+        reference=reference,
+        read=not head,
+    )
+    response = Response(found.data or b"", content_type=found.media_type)
+    response.headers["Docker-Content-Digest"] = found.digest
+    response.set_etag(found.digest)
+    if head:
+        response.headers["Content-Length"] = str(found.size)
+    response.make_conditional(request)  # 304 when If-None-Match names the digest
+    return response
+
+
+@bp.put("/<path:name>/manifests/<reference>")
+def put_manifest(name: str, reference: str) -> Response:
+    """201 with ``Location``, the digest, ``OCI-Subject`` and one ``OCI-Tag`` per ``?tag=``."""
+    state = get_state()
+    target = current_target()
+    principal = current_caller().principal
+    pushed = manifests.put_manifest(
+        state.db.session(),
+        state.storage,
+        state.settings,
+        owner_id=target.owner.id,
+        owner_name=target.owner.name,
+        image=target.name.image,
+        reference=reference,
+        body=request.stream,
+        content_type=request.headers.get("Content-Type"),
+        content_length=request.content_length,
+        tags=request.args.getlist("tag"),
+        by=principal.id if principal is not None else None,
+    )
+    response = empty_response(201)
+    response.headers["Location"] = f"/v2/{target.name}/manifests/{pushed.digest}"
+    response.headers["Docker-Content-Digest"] = pushed.digest
+    if pushed.subject is not None:
+        response.headers["OCI-Subject"] = pushed.subject
+    for tag in pushed.tags:
+        response.headers.add("OCI-Tag", tag)
+    return response
+
+
+@bp.delete("/<path:name>/manifests/<reference>")
+def delete_manifest(name: str, reference: str) -> Response:
+    """202: a tag reference untags, a digest deletes the manifest and its tags."""
+    state = get_state()
+    target = current_target()
+    manifests.delete_manifest(
+        state.db.session(), owner_id=target.owner.id, image=target.name.image, reference=reference
+    )
+    return empty_response(202)

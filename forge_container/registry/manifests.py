@@ -1,0 +1,252 @@
+"""Manifests: push by tag or digest (``?tag=`` too), pull, delete; tags move with pushes.
+
+A push reads and checks the bytes, stores them content-addressed, reads the config for
+metadata, and only then opens one short transaction that checks what the manifest
+references and writes the version, its files and its tags. Concurrent pushes of the same
+manifest or tag meet on unique constraints (insert-or-ignore, upsert), never on a lock of
+ours; a push that loses a race (deadlock, a row deleted under it) is retried.
+
+Deletes: a tag removes just the tag; a digest removes the version, its files, every tag
+on it and the image's link to the manifest bytes. Index children and referrers stay: they
+are versions of their own (garbage collection removes untagged ones).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import IO, Any
+
+from sqlalchemy import Select, select
+from sqlalchemy.exc import IntegrityError, OperationalError
+from sqlalchemy.orm import Session
+
+from forge_container.config import Settings
+from forge_container.digest import DEFAULT_ALGORITHM, digest_of, parse_digest
+from forge_container.errors import (
+    DigestInvalid,
+    ManifestInvalid,
+    ManifestUnknown,
+    TagInvalid,
+    Unknown,
+)
+from forge_container.models import Package, PackageBlob, PackageFile, PackageTag, PackageVersion
+from forge_container.names import is_valid_tag
+from forge_container.registry import metadata, versions
+from forge_container.registry.manifest_format import (
+    Manifest,
+    Reference,
+    parse_manifest,
+    parse_reference,
+)
+from forge_container.registry.packages import PACKAGE_TYPE
+from forge_container.storage import PathNotFound, StorageDriver
+from forge_container.storage.paths import blob_path
+
+#: ``?tag=`` values one push may carry (the spec asks for at least 10); more is 414.
+MAX_TAGS_PER_PUSH = 64
+#: Tries of the write transaction before a lost race becomes a 503.
+ATTEMPTS = 3
+_READ_CHUNK = 1 << 20
+
+
+@dataclass(frozen=True)
+class PushedManifest:
+    """A stored manifest; ``tags`` are the ``?tag=`` tags now on it (one ``OCI-Tag`` each)."""
+
+    digest: str
+    media_type: str
+    size: int
+    subject: str | None
+    tags: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class StoredManifest:
+    """A manifest as a pull sees it; ``data`` is ``None`` when only its headers were asked."""
+
+    digest: str
+    media_type: str
+    size: int
+    data: bytes | None = None
+
+
+def put_manifest(
+    session: Session,
+    storage: StorageDriver,
+    settings: Settings,
+    *,
+    owner_id: str,
+    owner_name: str,
+    image: str,
+    reference: str,
+    body: IO[bytes],
+    content_type: str | None,
+    content_length: int | None = None,
+    tags: Sequence[str] = (),
+    by: str | None = None,
+) -> PushedManifest:
+    """Store the manifest in ``body`` under ``reference`` and the ``tags`` of ``?tag=``.
+
+    :raises TagInvalid: a bad tag, ``?tag=`` with a tag reference, or too many (414).
+    :raises ManifestInvalid: bad JSON or fields, schema 1, more than the size limit (413).
+    :raises DigestInvalid: a digest reference the body does not hash to.
+    :raises ManifestBlobUnknown: a config, layer or child the image does not have.
+    :raises SizeInvalid: a descriptor size that differs from the stored content.
+    """
+    ref = parse_reference(reference, push=True)
+    extra_tags = _tag_params(ref, tags)
+    data = _read_body(body, content_length, settings.max_manifest_size)
+    digest = digest_of(data, ref.digest.algorithm if ref.digest else DEFAULT_ALGORITHM)
+    if ref.digest is not None and digest != ref.digest:
+        raise DigestInvalid(
+            f"the body's digest is {digest}, not {ref.digest}", detail={"digest": str(ref.digest)}
+        )
+    manifest = parse_manifest(data, content_type)
+    path = blob_path(digest)
+    if not storage.exists(path):
+        storage.write_bytes(path, data)
+    push = versions.NewVersion(
+        owner_id=owner_id,
+        owner_name=owner_name,
+        image=image,
+        digest=digest,
+        data=data,
+        manifest=manifest,
+        config=_config_metadata(storage, manifest),
+        tags=sorted({*extra_tags, *([ref.tag] if ref.tag else [])}),
+        by=by,
+    )
+    _transaction(session, lambda: versions.write_version(session, push))
+    subject = manifest.subject
+    return PushedManifest(
+        digest=str(digest),
+        media_type=manifest.media_type,
+        size=len(data),
+        subject=str(subject.digest) if subject else None,
+        tags=tuple(extra_tags),
+    )
+
+
+def get_manifest(
+    session: Session,
+    storage: StorageDriver,
+    *,
+    owner_id: str,
+    image: str,
+    reference: str,
+    read: bool = True,
+) -> StoredManifest:
+    """The manifest ``reference`` names, with its bytes when ``read``: one indexed query.
+
+    :raises ManifestUnknown: nothing by that reference (or its bytes are gone).
+    :raises DigestInvalid: a malformed digest.
+    """
+    ref = parse_reference(reference)
+    row = session.execute(_lookup(owner_id, image, ref)).one_or_none()
+    if row is None:
+        raise ManifestUnknown(f"manifest unknown: {ref}")
+    found = StoredManifest(digest=row.digest, media_type=row.media_type, size=row.size)
+    if not read:
+        return found
+    try:
+        data = storage.read_bytes(blob_path(parse_digest(found.digest)))
+    except PathNotFound:
+        raise ManifestUnknown(f"manifest unknown: the bytes of {found.digest} are gone") from None
+    return StoredManifest(found.digest, found.media_type, found.size, data)
+
+
+def delete_manifest(session: Session, *, owner_id: str, image: str, reference: str) -> None:
+    """Untag (``reference`` is a tag) or delete the manifest and every tag on it (a digest).
+
+    :raises ManifestUnknown: no such tag or manifest.
+    """
+    ref = parse_reference(reference)
+    if ref.tag is not None:
+        tag = ref.tag
+        _transaction(session, lambda: versions.delete_tag(session, owner_id, image, tag))
+    else:
+        digest = str(ref.digest)
+        _transaction(session, lambda: versions.delete_version(session, owner_id, image, digest))
+
+
+def _transaction(session: Session, work: Callable[[], None]) -> None:
+    """Run ``work`` and commit; a lost race (deadlock, a row gone) is tried again, then 503.
+
+    On any error the transaction is rolled back: nothing is half-written.
+    """
+    for attempt in range(ATTEMPTS):
+        try:
+            work()
+            session.commit()
+            return
+        except (IntegrityError, OperationalError, versions.LostRace) as exc:
+            session.rollback()
+            if attempt == ATTEMPTS - 1:
+                raise Unknown("the registry is busy: try again", status=503) from exc
+        except BaseException:
+            session.rollback()
+            raise
+
+
+def _tag_params(ref: Reference, tags: Sequence[str]) -> list[str]:
+    if not tags:
+        return []
+    if ref.digest is None:
+        raise TagInvalid("?tag= is only allowed when pushing by digest")
+    if len(tags) > MAX_TAGS_PER_PUSH:
+        raise TagInvalid(f"at most {MAX_TAGS_PER_PUSH} tags per push", status=414)
+    for tag in tags:
+        if not is_valid_tag(tag):
+            raise TagInvalid(f"invalid tag {tag!r}", detail={"tag": tag})
+    return list(dict.fromkeys(tags))
+
+
+def _read_body(body: IO[bytes], content_length: int | None, limit: int) -> bytes:
+    """At most ``limit`` bytes of ``body``; a larger manifest is 413 MANIFEST_INVALID."""
+    too_large = ManifestInvalid(f"the manifest is larger than {limit} bytes", status=413)
+    if content_length is not None and content_length > limit:
+        raise too_large
+    chunks: list[bytes] = []
+    total = 0
+    while total <= limit:
+        chunk = body.read(min(_READ_CHUNK, limit + 1 - total))
+        if not chunk:
+            break
+        chunks.append(chunk)
+        total += len(chunk)
+    if total > limit:
+        raise too_large
+    return b"".join(chunks)
+
+
+def _config_metadata(storage: StorageDriver, manifest: Manifest) -> dict[str, Any]:
+    """The config's metadata, read from storage before any transaction (it is small)."""
+    config = manifest.config
+    if config is None:
+        return {}
+    data = None
+    if (config.size or 0) <= metadata.CONFIG_READ_LIMIT:
+        try:
+            path = blob_path(config.digest)
+            if storage.stat(path) <= metadata.CONFIG_READ_LIMIT:
+                data = storage.read_bytes(path)
+        except PathNotFound:
+            pass
+    return metadata.config_metadata(config.media_type, data)
+
+
+def _lookup(owner_id: str, image: str, ref: Reference) -> Select[str, str, int]:
+    """Digest, media type and manifest size of a reference: one query on unique indexes."""
+    query = (
+        select(PackageVersion.digest, PackageVersion.media_type, PackageBlob.size)
+        .join(PackageFile, versions.manifest_file())
+        .join(PackageBlob, PackageBlob.id == PackageFile.blob_id)
+        .join(Package, Package.id == PackageVersion.package_id)
+        .where(Package.owner_id == owner_id, Package.type == PACKAGE_TYPE, Package.name == image)
+    )
+    if ref.tag is not None:
+        return query.join(PackageTag, PackageTag.version_id == PackageVersion.id).where(
+            PackageTag.package_id == Package.id, PackageTag.name == ref.tag
+        )
+    return query.where(PackageVersion.digest == str(ref.digest))
