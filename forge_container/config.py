@@ -31,6 +31,16 @@ DEFAULTS: dict[str, Any] = {
     "CONTAINER_REGISTRY_MAX_MANIFEST_SIZE": 10 * 1024**2,
     "CONTAINER_REGISTRY_CATALOG_MAX_ENTRIES": 1000,
     "CONTAINER_REGISTRY_CACHE_TTL": 5,
+    "CONTAINER_REGISTRY_QUEUE": "forge_container",
+    "CONTAINER_REGISTRY_UPLOAD_EXPIRY": 86400,
+    "CONTAINER_REGISTRY_GC_GRACE": 3600,
+    "CONTAINER_REGISTRY_GC_UNTAGGED_AGE": 0,
+    "CONTAINER_REGISTRY_JOB_BATCH_SIZE": 500,
+    "CONTAINER_REGISTRY_CLEANUP_INTERVAL": 3600,
+    "CONTAINER_REGISTRY_QUOTA_TOTAL_SIZE": 0,
+    "CONTAINER_REGISTRY_QUOTA_VERSIONS": 0,
+    "CONTAINER_REGISTRY_QUOTA_BLOB_SIZE": 0,
+    "CONTAINER_REGISTRY_QUOTA_EXEMPT_ADMINS": True,
 }
 
 #: The spec's floor for the manifest size limit: registries must accept at least 4 MiB.
@@ -68,6 +78,16 @@ class Settings:
     max_manifest_size: int
     catalog_max_entries: int
     cache_ttl: int
+    queue: str
+    upload_expiry: int
+    gc_grace: int
+    gc_untagged_age: int
+    job_batch_size: int
+    cleanup_interval: int
+    quota_total_size: int
+    quota_versions: int
+    quota_blob_size: int
+    quota_exempt_admins: bool
 
 
 def load_settings(config: Mapping[str, Any], *, instance_path: str) -> Settings:
@@ -121,6 +141,16 @@ def load_settings(config: Mapping[str, Any], *, instance_path: str) -> Settings:
         ),
         catalog_max_entries=_int(config, "CONTAINER_REGISTRY_CATALOG_MAX_ENTRIES", minimum=1),
         cache_ttl=_int(config, "CONTAINER_REGISTRY_CACHE_TTL", minimum=0),
+        queue=_name(config, "CONTAINER_REGISTRY_QUEUE"),
+        upload_expiry=_int(config, "CONTAINER_REGISTRY_UPLOAD_EXPIRY", minimum=60),
+        gc_grace=_int(config, "CONTAINER_REGISTRY_GC_GRACE", minimum=0),
+        gc_untagged_age=_int(config, "CONTAINER_REGISTRY_GC_UNTAGGED_AGE", minimum=0),
+        job_batch_size=_int(config, "CONTAINER_REGISTRY_JOB_BATCH_SIZE", minimum=1),
+        cleanup_interval=_int(config, "CONTAINER_REGISTRY_CLEANUP_INTERVAL", minimum=60),
+        quota_total_size=_int(config, "CONTAINER_REGISTRY_QUOTA_TOTAL_SIZE", minimum=0),
+        quota_versions=_int(config, "CONTAINER_REGISTRY_QUOTA_VERSIONS", minimum=0),
+        quota_blob_size=_int(config, "CONTAINER_REGISTRY_QUOTA_BLOB_SIZE", minimum=0),
+        quota_exempt_admins=_bool(config, "CONTAINER_REGISTRY_QUOTA_EXEMPT_ADMINS"),
     )
 
 
@@ -158,6 +188,13 @@ def _optional(config: Mapping[str, Any], key: str, kind: Callable[[Any], T]) -> 
     if kind is str and not isinstance(value, str):
         raise ConfigError(f"{key}: expected a string, got {value!r}")
     return kind(value)
+
+
+def _name(config: Mapping[str, Any], key: str) -> str:
+    value = _str(config, key)
+    if not value or not value.replace("_", "").replace("-", "").replace(".", "").isalnum():
+        raise ConfigError(f"{key}: expected a name of letters, digits, '.', '_' or '-'")
+    return value
 
 
 def _int(config: Mapping[str, Any], key: str, *, minimum: int) -> int:

@@ -1,0 +1,3 @@
+"""``flask container worker|cleanup``: background jobs, on RQ or inline."""
+
+from __future__ import annotations

@@ -1,0 +1,3 @@
+"""``flask container usage|quota ...``: storage quotas per owner."""
+
+from __future__ import annotations
