@@ -238,6 +238,29 @@ class CleanupRule(Base):
     )
 
 
+class OwnerQuota(Base):
+    """An owner's own quota limits; ``NULL`` falls back to the setting, ``0`` is unlimited.
+
+    See :mod:`forge_container.registry.quota` for what each limit counts.
+    """
+
+    __tablename__ = "container_owner_quota"
+    __table_args__ = (UniqueConstraint("owner_id"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    owner_id: Mapped[str] = mapped_column(String(HOST_ID_LENGTH))
+    #: Bytes of distinct blobs the owner's images may hold.
+    total_size: Mapped[int | None] = mapped_column(BigInteger)
+    #: Manifests (versions) the owner's images may hold.
+    versions: Mapped[int | None] = mapped_column(Integer)
+    #: Bytes of the largest blob the owner may store.
+    blob_size: Mapped[int | None] = mapped_column(BigInteger)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), default=utcnow, onupdate=utcnow
+    )
+
+
 def host_include_name(name: str | None, type_: str, parent_names: Any) -> bool:
     """For the host's ``Migrate(include_name=...)``: leave the plugin's tables alone."""
     return not (type_ == "table" and name is not None and name.startswith(TABLE_PREFIX))
