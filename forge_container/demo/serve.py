@@ -5,8 +5,10 @@ from __future__ import annotations
 import logging
 import secrets
 import shlex
+import subprocess
 import sys
-from collections.abc import Mapping
+import threading
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import click
@@ -15,11 +17,17 @@ from sqlalchemy import select
 
 from forge_container.demo import accounts
 from forge_container.demo.models import User, db
+from forge_container.state import get_state
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 5000
 DEMO_ORG = "demo"
 GUNICORN_OPTIONS: dict[str, Any] = {"workers": 2, "worker_class": "gthread", "threads": 8}
+#: What :class:`PeriodicCleanup` runs: the registry's cleanup jobs, inline, on this demo.
+CLEANUP_COMMAND: tuple[str, ...] = (
+    *(sys.executable, "-m", "flask", "--app", "forge_container.demo"),
+    *("container", "cleanup"),
+)
 
 
 def address(environ: Mapping[str, str]) -> tuple[str, int]:
@@ -90,24 +98,68 @@ def _examples(where: str, user: str, password: str | None) -> str:
     )
 
 
+class PeriodicCleanup:
+    """Run ``flask container cleanup`` now and then every ``interval`` seconds, so the demo
+    needs no Redis, worker or cron.
+
+    A daemon thread of the serving process (gunicorn's master) starts each run as a process
+    of its own: nothing of the app (connections, locks) lives in the master, which forks the
+    workers, and a failed run is only reported. Its output goes to the server's.
+    """
+
+    def __init__(self, interval: float, command: Sequence[str] = CLEANUP_COMMAND) -> None:
+        self.interval = interval
+        self.command = list(command)
+        self.runs = 0
+        self._stopped = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name="periodic-cleanup", daemon=True)
+
+    def start(self) -> None:
+        click.echo(f"Running the registry's cleanup jobs every {self.interval:g} s.", err=True)
+        self._thread.start()
+
+    def stop(self, timeout: float | None = None) -> None:
+        self._stopped.set()
+        self._thread.join(timeout)
+
+    def _loop(self) -> None:
+        while not self._stopped.is_set():
+            try:
+                status = str(subprocess.run(self.command, check=False).returncode)
+            except OSError as exc:
+                status = f"not started: {exc}"
+            if status != "0":
+                click.echo(f"The periodic cleanup failed ({status}); next try later.", err=True)
+            self.runs += 1
+            self._stopped.wait(self.interval)
+
+
 def run_server(app: Flask, host: str, port: int) -> None:
-    """Serve with gunicorn (gthread, 2 workers x 8 threads) if installed, else werkzeug."""
+    """Serve with gunicorn (gthread, 2 workers x 8 threads) if installed, else werkzeug.
+
+    Under gunicorn the registry's cleanup jobs run every ``CLEANUP_INTERVAL`` seconds.
+    """
     try:
         from gunicorn.app.base import BaseApplication  # type: ignore[import-untyped]
     except ImportError:
-        click.echo("gunicorn is not installed: serving with werkzeug (threaded).", err=True)
+        click.echo(
+            "gunicorn is not installed: serving with werkzeug (threaded); run"
+            " `flask container cleanup` now and then for the registry's cleanup jobs.",
+            err=True,
+        )
         from werkzeug.serving import run_simple
 
         run_simple(host, port, app, threaded=True)
         return
-    _gunicorn(BaseApplication, f"{public_bind(host)}:{port}").run()
+    cleanup = PeriodicCleanup(get_state(app).settings.cleanup_interval)
+    _gunicorn(BaseApplication, f"{public_bind(host)}:{port}", cleanup).run()
 
 
 def public_bind(host: str) -> str:
     return f"[{host}]" if ":" in host and not host.startswith("[") else host
 
 
-def _gunicorn(base: Any, bind: str) -> Any:
+def _gunicorn(base: Any, bind: str, cleanup: PeriodicCleanup | None = None) -> Any:
     from gunicorn.glogging import Logger  # type: ignore[import-untyped]
 
     class StderrLogger(Logger):  # type: ignore[misc]
@@ -132,6 +184,9 @@ def _gunicorn(base: Any, bind: str) -> Any:
                 # No control socket in $HOME (newer gunicorn): several demo servers may run at once.
                 "control_socket_disable": True,
             }
+            if cleanup is not None:
+                # In the master, once it serves (never in the forked workers).
+                options["when_ready"] = lambda server: cleanup.start()
             for key, value in options.items():
                 if key in self.cfg.settings:
                     self.cfg.set(key, value)

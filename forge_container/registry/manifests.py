@@ -15,12 +15,13 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import IO, Any
+from typing import IO, Any, TypeVar
 
 from sqlalchemy import Select, select
 from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import Session
 
+from forge_container import events
 from forge_container.config import Settings
 from forge_container.digest import DEFAULT_ALGORITHM, digest_of, parse_digest
 from forge_container.errors import (
@@ -32,7 +33,7 @@ from forge_container.errors import (
 )
 from forge_container.models import Package, PackageBlob, PackageFile, PackageTag, PackageVersion
 from forge_container.names import is_valid_tag
-from forge_container.registry import metadata, versions
+from forge_container.registry import metadata, quota, versions
 from forge_container.registry.manifest_format import (
     Manifest,
     Reference,
@@ -48,6 +49,7 @@ MAX_TAGS_PER_PUSH = 64
 #: Tries of the write transaction before a lost race becomes a 503.
 ATTEMPTS = 3
 _READ_CHUNK = 1 << 20
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -85,6 +87,7 @@ def put_manifest(
     content_length: int | None = None,
     tags: Sequence[str] = (),
     by: str | None = None,
+    is_admin: bool = False,
 ) -> PushedManifest:
     """Store the manifest in ``body`` under ``reference`` and the ``tags`` of ``?tag=``.
 
@@ -93,6 +96,8 @@ def put_manifest(
     :raises DigestInvalid: a digest reference the body does not hash to.
     :raises ManifestBlobUnknown: a config, layer or child the image does not have.
     :raises SizeInvalid: a descriptor size that differs from the stored content.
+    :raises QuotaExceeded: the push would exceed a quota of the owner (``is_admin``: the
+        pusher is a site admin); nothing is stored.
     """
     ref = parse_reference(reference, push=True)
     extra_tags = _tag_params(ref, tags)
@@ -103,6 +108,8 @@ def put_manifest(
             f"the body's digest is {digest}, not {ref.digest}", detail={"digest": str(ref.digest)}
         )
     manifest = parse_manifest(data, content_type)
+    pusher = quota.Pusher(owner_id, owner_name, is_admin)
+    quota.check_manifest(session, settings, pusher, image=image, digest=str(digest), size=len(data))
     path = blob_path(digest)
     if not storage.exists(path):
         storage.write_bytes(path, data)
@@ -117,7 +124,23 @@ def put_manifest(
         tags=sorted({*extra_tags, *([ref.tag] if ref.tag else [])}),
         by=by,
     )
-    _transaction(session, lambda: versions.write_version(session, push))
+
+    def write() -> None:
+        versions.write_version(session, push)
+        if not storage.exists(path):  # collected meanwhile; its blob row is locked now
+            storage.write_bytes(path, data)
+
+    _transaction(session, write)
+    events.send(
+        events.image_pushed,
+        owner_id=owner_id,
+        owner_name=owner_name,
+        image=image,
+        digest=str(digest),
+        media_type=manifest.media_type,
+        tags=tuple(push.tags),
+        principal_id=by,
+    )
     subject = manifest.subject
     return PushedManifest(
         digest=str(digest),
@@ -156,30 +179,61 @@ def get_manifest(
     return StoredManifest(found.digest, found.media_type, found.size, data)
 
 
-def delete_manifest(session: Session, *, owner_id: str, image: str, reference: str) -> None:
+def delete_manifest(
+    session: Session,
+    *,
+    owner_id: str,
+    image: str,
+    reference: str,
+    owner_name: str | None = None,
+    by: str | None = None,
+) -> None:
     """Untag (``reference`` is a tag) or delete the manifest and every tag on it (a digest).
+
+    ``owner_name`` (for the event; default: the name the image recorded) and ``by`` name
+    the owner and the principal.
 
     :raises ManifestUnknown: no such tag or manifest.
     """
     ref = parse_reference(reference)
     if ref.tag is not None:
         tag = ref.tag
-        _transaction(session, lambda: versions.delete_tag(session, owner_id, image, tag))
+        gone = _transaction(session, lambda: versions.delete_tag(session, owner_id, image, tag))
+        events.send(
+            events.tag_deleted,
+            owner_id=owner_id,
+            owner_name=owner_name or gone.owner_name,
+            image=image,
+            tag=tag,
+            digest=gone.digest,
+            principal_id=by,
+        )
     else:
         digest = str(ref.digest)
-        _transaction(session, lambda: versions.delete_version(session, owner_id, image, digest))
+        gone = _transaction(
+            session, lambda: versions.delete_version(session, owner_id, image, digest)
+        )
+        events.send(
+            events.manifest_deleted,
+            owner_id=owner_id,
+            owner_name=owner_name or gone.owner_name,
+            image=image,
+            digest=gone.digest,
+            tags=gone.tags,
+            principal_id=by,
+        )
 
 
-def _transaction(session: Session, work: Callable[[], None]) -> None:
+def _transaction(session: Session, work: Callable[[], T]) -> T:
     """Run ``work`` and commit; a lost race (deadlock, a row gone) is tried again, then 503.
 
     On any error the transaction is rolled back: nothing is half-written.
     """
     for attempt in range(ATTEMPTS):
         try:
-            work()
+            result = work()
             session.commit()
-            return
+            return result
         except (IntegrityError, OperationalError, versions.LostRace) as exc:
             session.rollback()
             if attempt == ATTEMPTS - 1:
@@ -187,6 +241,7 @@ def _transaction(session: Session, work: Callable[[], None]) -> None:
         except BaseException:
             session.rollback()
             raise
+    raise AssertionError("unreachable")  # pragma: no cover - the last attempt raises
 
 
 def _tag_params(ref: Reference, tags: Sequence[str]) -> list[str]:

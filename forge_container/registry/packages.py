@@ -3,14 +3,20 @@
 Two pushes of the same image or blob race to insert the same row; the unique constraints
 decide, ``INSERT ... ON CONFLICT DO NOTHING`` makes the loser a no-op, and both then read
 the winner's row. No global lock, no duplicate rows, no 500.
+
+Pushes and garbage collection meet on row locks: a push holds the package and blob rows it
+uses (``FOR KEY SHARE`` on PostgreSQL, the write lock on SQLite) until it commits, and
+collection deletes only rows it could lock ``FOR UPDATE SKIP LOCKED``, deleting a blob's
+bytes before it commits the row's deletion (:mod:`forge_container.registry.gc`). So bytes
+a push finds under its lock stay, and a row a push locked is never collected under it.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+from sqlalchemy import false, select, update
 from sqlalchemy import inspect as sa_inspect
-from sqlalchemy import select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
@@ -18,6 +24,24 @@ from sqlalchemy.orm import Session
 from forge_container.models import Base, BlobLink, Package, PackageBlob, utcnow
 
 PACKAGE_TYPE = "container"
+#: Lock-or-create rounds before giving up (a collection can delete a row between two).
+LOCK_ATTEMPTS = 3
+
+
+def write_lock(session: Session) -> None:
+    """On SQLite, take the database's write lock now, before the reads a change relies on.
+
+    SQLite has no row locks and one writer at a time: a no-op ``UPDATE`` begins the write
+    transaction, so what is read next stays as read until the commit. On PostgreSQL this
+    does nothing; the queries lock the rows they rely on themselves.
+    """
+    if session.get_bind().dialect.name == "sqlite":
+        session.execute(
+            update(Package)
+            .where(false())
+            .values(id=Package.id)
+            .execution_options(synchronize_session=False)
+        )
 
 
 def insert_ignore(session: Session, model: type[Base], values: dict[str, Any]) -> bool:
@@ -44,9 +68,20 @@ def find_package(session: Session, owner_id: str, image: str) -> Package | None:
 
 
 def ensure_package(session: Session, owner_id: str, owner_name: str, image: str) -> Package:
-    """The image's package, created on first push; the owner's current name is recorded."""
-    package = find_package(session, owner_id, image)
-    if package is None:
+    """The image's package, created on first push and locked until the transaction ends
+    (garbage collection leaves it alone); the owner's current name is recorded."""
+    write_lock(session)
+    query = (
+        select(Package)
+        .where(Package.owner_id == owner_id, Package.type == PACKAGE_TYPE, Package.name == image)
+        .with_for_update(key_share=True)
+    )
+    for _ in range(LOCK_ATTEMPTS):
+        package = session.scalars(query).one_or_none()
+        if package is not None:
+            if package.owner_name != owner_name:
+                package.owner_name = owner_name
+            return package
         now = utcnow()
         insert_ignore(
             session,
@@ -60,11 +95,7 @@ def ensure_package(session: Session, owner_id: str, owner_name: str, image: str)
                 "updated_at": now,
             },
         )
-        package = find_package(session, owner_id, image)
-        assert package is not None
-    elif package.owner_name != owner_name:
-        package.owner_name = owner_name
-    return package
+    raise RuntimeError(f"package {owner_id}/{image} keeps vanishing")  # pragma: no cover
 
 
 def find_blob(session: Session, digest: str) -> PackageBlob | None:
@@ -72,15 +103,22 @@ def find_blob(session: Session, digest: str) -> PackageBlob | None:
 
 
 def ensure_blob(session: Session, digest: str, size: int) -> PackageBlob:
-    """The blob row for stored content (its bytes must already be in storage)."""
-    blob = find_blob(session, digest)
-    if blob is None:
+    """The blob row for ``digest``, created if missing and locked until the transaction ends.
+
+    Garbage collection deletes a blob's bytes only while it holds the row (see the module
+    docstring), so under this lock the caller checks the bytes are in storage, or puts them
+    there, before it commits.
+    """
+    write_lock(session)
+    query = select(PackageBlob).where(PackageBlob.digest == digest).with_for_update(key_share=True)
+    for _ in range(LOCK_ATTEMPTS):
+        blob = session.scalars(query).one_or_none()
+        if blob is not None:
+            return blob
         insert_ignore(
             session, PackageBlob, {"digest": digest, "size": size, "created_at": utcnow()}
         )
-        blob = find_blob(session, digest)
-        assert blob is not None
-    return blob
+    raise RuntimeError(f"blob {digest} keeps vanishing")  # pragma: no cover
 
 
 def link_blob(session: Session, package: Package, blob: PackageBlob, by: str | None) -> None:

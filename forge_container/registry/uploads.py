@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from sqlalchemy import case, delete, select
 from sqlalchemy.orm import Session
 
+from forge_container import events
 from forge_container.config import Settings
 from forge_container.digest import (
     ALGORITHMS,
@@ -28,6 +29,7 @@ from forge_container.digest import (
 )
 from forge_container.errors import DigestInvalid, SizeInvalid
 from forge_container.models import BlobLink, BlobUpload, Package, PackageBlob, utcnow
+from forge_container.registry import quota
 from forge_container.registry.blobs import BlobInfo, parse_blob_digest
 from forge_container.registry.hashing import ResumableHash
 from forge_container.registry.packages import PACKAGE_TYPE, ensure_blob, ensure_package, link_blob
@@ -67,12 +69,14 @@ MOUNT_CANDIDATES = 50
 
 @dataclass(frozen=True)
 class Uploader:
-    """Who uploads into which image; a session is bound to all of it."""
+    """Who uploads into which image; a session is bound to all of it but ``is_admin``
+    (a site admin's pushes may be exempt from quotas)."""
 
     owner_id: str
     owner_name: str
     image: str
     principal_id: str | None
+    is_admin: bool = False
 
 
 @dataclass(frozen=True)
@@ -187,6 +191,8 @@ def finish_upload(
     retry. Afterwards the image links the blob and the session is gone.
 
     :raises DigestInvalid: ``digest`` is missing, invalid or does not match the content.
+    :raises QuotaExceeded: the blob is over the owner's quota; the session and its bytes
+        are dropped (no retry can succeed until the quota changes).
     """
     if not digest:
         raise DigestInvalid("the digest query parameter is required to finish an upload")
@@ -216,13 +222,22 @@ def finish_upload(
             at_end=verify,
         )
         size = storage.append(held.path, feed)
-        storage.commit(held.path, blob_path(expected_digest))
+        quota.check_blob(session, settings, _pusher(who), str(expected_digest), size)
+    except quota.QuotaExceeded:
+        held.discard(storage)
+        raise
     except BaseException:
         held.end(size, hasher)
         raise
-    info = _link(session, who, expected_digest, size)
-    held.drop()
-    session.commit()
+    try:
+        info = _store(session, storage, who, expected_digest, size, held.path)
+        held.drop()
+        session.commit()
+    except BaseException:
+        session.rollback()
+        held.end(size, hasher)
+        raise
+    _uploaded(who, info, mounted=False)
     return info
 
 
@@ -248,6 +263,7 @@ def upload_blob(
 
     :raises DigestInvalid: ``digest`` is invalid or does not match the body.
     :raises SizeInvalid: the body exceeds the size limit (413).
+    :raises QuotaExceeded: the blob is over the owner's quota; its bytes are dropped.
     """
     expected_digest = parse_blob_digest(digest)
     _check_limit(settings, 0, content_length)
@@ -271,19 +287,22 @@ def upload_blob(
             at_end=verify,
         )
         size = storage.append(path, feed)
-        storage.commit(path, blob_path(expected_digest))
+        quota.check_blob(session, settings, _pusher(who), str(expected_digest), size)
+        info = _store(session, storage, who, expected_digest, size, path)
+        session.commit()
     except BaseException:
+        session.rollback()
         with suppress(StorageError):
             storage.delete(path)
         raise
-    info = _link(session, who, expected_digest, size)
-    session.commit()
+    _uploaded(who, info, mounted=False)
     return info
 
 
 def mount_blob(
     session: Session,
     storage: StorageDriver,
+    settings: Settings,
     who: Uploader,
     digest: str,
     *,
@@ -295,6 +314,8 @@ def mount_blob(
     ``source`` is the ``(owner id, image)`` named by ``from``; without it, images linking the
     blob are searched (the caller's own first, at most :data:`MOUNT_CANDIDATES`). Only those
     for which ``may_read`` says yes count. ``None`` when nothing could be mounted.
+
+    :raises QuotaExceeded: the blob is over the owner's quota; nothing is linked.
     """
     try:
         parsed = parse_digest(digest)
@@ -312,10 +333,13 @@ def mount_blob(
     rows = session.execute(query.order_by(mine_first, Package.id).limit(MOUNT_CANDIDATES)).all()
     for row in rows:
         if may_read(MountCandidate(row.owner_id, row.owner_name, row.name)):
-            if not storage.exists(blob_path(parsed)):
-                return None
+            quota.check_blob(session, settings, _pusher(who), str(parsed), row.size)
             info = _link(session, who, parsed, row.size)
+            if not storage.exists(blob_path(parsed)):  # checked under the blob's lock
+                session.rollback()
+                return None
             session.commit()
+            _uploaded(who, info, mounted=True)
             return info
     return None
 
@@ -371,12 +395,43 @@ def _rehash(storage: StorageDriver, held: Claim, algorithm: str) -> ResumableHas
     return hasher
 
 
+def _store(
+    session: Session, storage: StorageDriver, who: Uploader, digest: Digest, size: int, path: str
+) -> BlobInfo:
+    """Link the blob, then move the upload at ``path`` into place (the caller commits).
+
+    The bytes move under the blob row's lock (see :func:`ensure_blob`): if garbage
+    collection deleted the stored copy just before, this upload's bytes replace it.
+    """
+    info = _link(session, who, digest, size)
+    storage.commit(path, blob_path(digest))
+    return info
+
+
 def _link(session: Session, who: Uploader, digest: Digest, size: int) -> BlobInfo:
-    """Record the stored blob and link it to the image (the caller commits)."""
+    """Record the blob and link it to the image, its row locked (the caller commits)."""
     package = ensure_package(session, who.owner_id, who.owner_name, who.image)
     blob = ensure_blob(session, str(digest), size)
     link_blob(session, package, blob, who.principal_id)
     return BlobInfo(digest=blob.digest, size=blob.size)
+
+
+def _pusher(who: Uploader) -> quota.Pusher:
+    return quota.Pusher(owner_id=who.owner_id, owner_name=who.owner_name, is_admin=who.is_admin)
+
+
+def _uploaded(who: Uploader, info: BlobInfo, *, mounted: bool) -> None:
+    """Tell the host (after the commit) that the image now holds the blob."""
+    events.send(
+        events.blob_uploaded,
+        owner_id=who.owner_id,
+        owner_name=who.owner_name,
+        image=who.image,
+        digest=info.digest,
+        size=info.size,
+        mounted=mounted,
+        principal_id=who.principal_id,
+    )
 
 
 def _load(session: Session, storage: StorageDriver, who: Uploader, upload_id: str) -> Snapshot:

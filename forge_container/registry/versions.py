@@ -37,6 +37,7 @@ from forge_container.registry.packages import (
     find_package,
     insert_ignore,
     link_blob,
+    write_lock,
 )
 
 #: Digests per ``IN (...)`` query (SQLite caps bound parameters).
@@ -62,6 +63,16 @@ class NewVersion:
     by: str | None
 
 
+@dataclass(frozen=True)
+class Removed:
+    """What a delete removed: the manifest's digest, the tags it lost, the owner's name as
+    the image recorded it."""
+
+    owner_name: str
+    digest: str
+    tags: tuple[str, ...]
+
+
 class LostRace(Exception):
     """A row this push relies on vanished under it; the transaction may be tried again."""
 
@@ -83,6 +94,9 @@ def write_version(session: Session, push: NewVersion) -> None:
     :raises SizeInvalid: a descriptor size that differs from the stored content.
     :raises LostRace: the version was deleted meanwhile (so may ``IntegrityError``).
     """
+    # What the checks read is locked until the commit (the links and child versions
+    # ``FOR KEY SHARE``; all of it on SQLite): garbage collection cannot take it away.
+    write_lock(session)
     package = find_package(session, push.owner_id, push.image)
     package_id = package.id if package is not None else None
     blobs = _referenced_blobs(session, package_id, push)
@@ -90,8 +104,10 @@ def write_version(session: Session, push: NewVersion) -> None:
     if package is None:
         package = ensure_package(session, push.owner_id, push.owner_name, push.image)
     manifest_blob = ensure_blob(session, str(push.digest), len(push.data))
-    link_blob(session, package, manifest_blob, push.by)
     version_id = _ensure_version(session, package.id, push, manifest_blob, blobs, children)
+    # Link after the version row: a concurrent delete of this manifest then either committed
+    # before (our link is written afresh) or waits for us (it sees the version and keeps it).
+    link_blob(session, package, manifest_blob, push.by)
     for name in push.tags:
         _upsert_tag(session, package.id, name, version_id, push.by)
 
@@ -111,6 +127,7 @@ def _referenced_blobs(
                 select(PackageBlob)
                 .join(BlobLink, BlobLink.blob_id == PackageBlob.id)
                 .where(BlobLink.package_id == package_id, PackageBlob.digest.in_(batch))
+                .with_for_update(key_share=True, of=BlobLink)
             )
             found.update((blob.digest, blob) for blob in session.scalars(query))
     result = []
@@ -147,6 +164,7 @@ def _children(session: Session, package_id: int | None, push: NewVersion) -> lis
                 .join(PackageFile, manifest_file())
                 .join(PackageBlob, PackageBlob.id == PackageFile.blob_id)
                 .where(PackageVersion.package_id == package_id, PackageVersion.digest.in_(batch))
+                .with_for_update(key_share=True, of=PackageVersion)
             )
             rows.update((r[0], (r[1], r[2], r[3], r[4])) for r in session.execute(query))
     children = []
@@ -291,41 +309,50 @@ def _upsert_tag(
     )
 
 
-def delete_tag(session: Session, owner_id: str, image: str, tag: str) -> None:
+def delete_tag(session: Session, owner_id: str, image: str, tag: str) -> Removed:
     """Remove tag ``tag`` (the version stays)."""
-    removed = rowcount(
-        session.execute(
-            delete(PackageTag).where(
-                PackageTag.package_id == package_id_of(owner_id, image), PackageTag.name == tag
-            )
-        )
+    version_id = session.scalar(
+        delete(PackageTag)
+        .where(PackageTag.package_id == package_id_of(owner_id, image), PackageTag.name == tag)
+        .returning(PackageTag.version_id)
     )
-    if not removed:
+    if version_id is None:
         raise ManifestUnknown(f"manifest unknown: no tag {tag!r}")
+    row = session.execute(
+        select(Package.owner_name, PackageVersion.digest)
+        .join(Package, Package.id == PackageVersion.package_id)
+        .where(PackageVersion.id == version_id)
+    ).one()
+    return Removed(owner_name=row.owner_name, digest=row.digest, tags=(tag,))
 
 
-def delete_version(session: Session, owner_id: str, image: str, digest: str) -> None:
+def delete_version(session: Session, owner_id: str, image: str, digest: str) -> Removed:
     """Delete a version, its files, its tags and, unless still used, its manifest's link."""
     row = session.execute(
-        select(PackageVersion.id, PackageVersion.package_id).where(
+        select(PackageVersion.id, PackageVersion.package_id, Package.owner_name)
+        .join(Package, Package.id == PackageVersion.package_id)
+        .where(
             PackageVersion.package_id == package_id_of(owner_id, image),
             PackageVersion.digest == digest,
         )
     ).one_or_none()
     if row is None:
         raise ManifestUnknown(f"manifest unknown: {digest}")
-    version_id, package_id = row
+    version_id, package_id, owner_name = row
     blob_id = session.scalar(
         select(PackageFile.blob_id).where(
             PackageFile.version_id == version_id, PackageFile.position == MANIFEST_POSITION
         )
     )
-    session.execute(delete(PackageTag).where(PackageTag.version_id == version_id))
+    tags = session.scalars(
+        delete(PackageTag).where(PackageTag.version_id == version_id).returning(PackageTag.name)
+    ).all()
     session.execute(delete(PackageFile).where(PackageFile.version_id == version_id))
     if not rowcount(session.execute(delete(PackageVersion).where(PackageVersion.id == version_id))):
         raise ManifestUnknown(f"manifest unknown: {digest}")
+    removed = Removed(owner_name=owner_name, digest=digest, tags=tuple(sorted(tags)))
     if blob_id is None:
-        return
+        return removed
     # The manifest bytes stay servable as a blob only while another version uses them.
     still_used = session.scalar(
         select(
@@ -339,6 +366,7 @@ def delete_version(session: Session, owner_id: str, image: str, digest: str) -> 
         session.execute(
             delete(BlobLink).where(BlobLink.package_id == package_id, BlobLink.blob_id == blob_id)
         )
+    return removed
 
 
 def manifest_file() -> Any:

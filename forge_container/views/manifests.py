@@ -53,6 +53,7 @@ def put_manifest(name: str, reference: str) -> Response:
         content_length=request.content_length,
         tags=request.args.getlist("tag"),
         by=principal.id if principal is not None else None,
+        is_admin=principal is not None and principal.is_admin,
     )
     response = empty_response(201)
     response.headers["Location"] = f"/v2/{target.name}/manifests/{pushed.digest}"
@@ -69,7 +70,13 @@ def delete_manifest(name: str, reference: str) -> Response:
     """202: a tag reference untags, a digest deletes the manifest and its tags."""
     state = get_state()
     target = current_target()
+    principal = current_caller().principal
     manifests.delete_manifest(
-        state.db.session(), owner_id=target.owner.id, image=target.name.image, reference=reference
+        state.db.session(),
+        owner_id=target.owner.id,
+        image=target.name.image,
+        reference=reference,
+        owner_name=target.owner.name,
+        by=principal.id if principal is not None else None,
     )
     return empty_response(202)

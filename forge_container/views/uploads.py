@@ -121,6 +121,7 @@ def _uploader() -> tuple[Target, uploads.Uploader]:
         owner_name=target.owner.name,
         image=target.name.image,
         principal_id=principal.id if principal is not None else None,
+        is_admin=principal is not None and principal.is_admin,
     )
 
 
@@ -133,7 +134,7 @@ def _mount(state: RegistryState, who: uploads.Uploader, digest: str) -> BlobInfo
     if not source_name:
         readable = partial(_may_read, state, caller)
         return uploads.mount_blob(
-            session, state.storage, who, digest, source=None, may_read=readable
+            session, state.storage, state.settings, who, digest, source=None, may_read=readable
         )
     try:
         name = parse_name(source_name)
@@ -145,6 +146,7 @@ def _mount(state: RegistryState, who: uploads.Uploader, digest: str) -> BlobInfo
     return uploads.mount_blob(
         session,
         state.storage,
+        state.settings,
         who,
         digest,
         source=(source.owner.id, name.image),

@@ -274,7 +274,13 @@ def test_mount_asks_about_candidates_the_callers_own_first(state: RegistryState)
         return False
 
     result = uploads.mount_blob(
-        state.db.session(), state.storage, ALICE, digest, source=None, may_read=nobody
+        state.db.session(),
+        state.storage,
+        state.settings,
+        ALICE,
+        digest,
+        source=None,
+        may_read=nobody,
     )
     assert result is None
     assert not linked(state, digest)
@@ -287,6 +293,7 @@ def test_mount_links_the_first_readable_candidate(state: RegistryState) -> None:
     result = uploads.mount_blob(
         state.db.session(),
         state.storage,
+        state.settings,
         ALICE,
         digest,
         source=None,
@@ -307,13 +314,25 @@ def test_mount_from_a_source_looks_only_there(state: RegistryState) -> None:
     for source in (("o:2", "other"), ("o:9", "x")):
         assert (
             uploads.mount_blob(
-                state.db.session(), state.storage, ALICE, digest, source=source, may_read=anyone
+                state.db.session(),
+                state.storage,
+                state.settings,
+                ALICE,
+                digest,
+                source=source,
+                may_read=anyone,
             )
             is None
         )
     assert asked == []
     mounted = uploads.mount_blob(
-        state.db.session(), state.storage, ALICE, digest, source=("o:2", "x"), may_read=anyone
+        state.db.session(),
+        state.storage,
+        state.settings,
+        ALICE,
+        digest,
+        source=("o:2", "x"),
+        may_read=anyone,
     )
     assert mounted is not None
 
@@ -328,7 +347,13 @@ def test_mount_searches_a_bounded_number_of_images(state: RegistryState) -> None
         return False
 
     uploads.mount_blob(
-        state.db.session(), state.storage, ALICE, digest, source=None, may_read=nobody
+        state.db.session(),
+        state.storage,
+        state.settings,
+        ALICE,
+        digest,
+        source=None,
+        may_read=nobody,
     )
     assert len(asked) == uploads.MOUNT_CANDIDATES
 
@@ -338,6 +363,12 @@ def test_a_blob_whose_bytes_are_gone_is_not_mounted(state: RegistryState) -> Non
     for path in list(state.storage.list("blobs")):
         state.storage.delete(path)
     result = uploads.mount_blob(
-        state.db.session(), state.storage, ALICE, digest, source=None, may_read=lambda c: True
+        state.db.session(),
+        state.storage,
+        state.settings,
+        ALICE,
+        digest,
+        source=None,
+        may_read=lambda c: True,
     )
     assert result is None
