@@ -208,6 +208,19 @@ def catalog_filter(state: RegistryState, caller: Caller) -> Callable[[ImageName,
     return readable
 
 
+def may_manage_rules(state: RegistryState, principal: Principal | None, owner: Owner) -> bool:
+    """Whether ``principal`` may change ``owner``'s cleanup rules (they delete images).
+
+    Site admins may, and admins of the owner's namespace: the forge's access to the owner
+    itself (the empty image, so no repository's collaborators count) is admin. A token
+    must allow deletes. The forge is asked afresh (no cache).
+    """
+    if principal is None:
+        return False
+    level = Access.ADMIN if principal.is_admin else state.host.access(principal, owner, "")
+    return level >= Access.ADMIN and "delete" in principal.scope_actions
+
+
 def permits(state: RegistryState, caller: Caller, name: ImageName, actions: frozenset[str]) -> bool:
     """Whether ``caller`` may do ``actions`` on ``name`` (a mount's source, say), no raising."""
     if caller.claims is not None:

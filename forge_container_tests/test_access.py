@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 from flask import Flask
 
-from forge_container.access import Caller, authorize
+from forge_container.access import Caller, authorize, may_manage_rules
 from forge_container.auth.scopes import Scope
 from forge_container.errors import Denied, NameUnknown, Unauthorized
 from forge_container.names import parse_name
@@ -78,3 +78,38 @@ def test_a_token_grant_is_checked_per_image(state: RegistryState) -> None:
     authorize(state, caller, APP, PUSH)
     with pytest.raises(Unauthorized):
         authorize(state, caller, parse_name("acme/other"), frozenset({"pull"}))
+
+
+@pytest.mark.parametrize(
+    ("user", "owner", "allowed"),
+    [
+        ("founder", "acme", True),
+        ("writer", "acme", False),
+        ("reader", "acme", False),
+        ("writer", "writer", True),
+        ("writer", "founder", False),
+        ("admin", "acme", True),
+        ("collab", "acme", False),
+    ],
+)
+def test_who_may_manage_an_owners_cleanup_rules(
+    state: RegistryState, forge: Any, user: str, owner: str, allowed: bool
+) -> None:
+    forge.user("admin", admin=True)
+    forge.user("collab")
+    forge.repo("acme", "app")
+    forge.collaborator("acme", "app", "collab", "admin")
+    principal = state.host.authenticate(user, f"pw-{user}")
+    target = state.host.get_owner(owner)
+    assert target is not None
+    assert may_manage_rules(state, principal, target) is allowed
+
+
+def test_cleanup_rules_need_a_token_that_may_delete(state: RegistryState, forge: Any) -> None:
+    acme = state.host.get_owner("acme")
+    assert acme is not None
+    assert may_manage_rules(state, None, acme) is False
+    reading = state.host.authenticate("founder", forge.token("founder", ["read:package"]))
+    writing = state.host.authenticate("founder", forge.token("founder", ["write:package"]))
+    assert may_manage_rules(state, reading, acme) is False
+    assert may_manage_rules(state, writing, acme) is True
