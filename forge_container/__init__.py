@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from forge_container.extension import ContainerRegistry
-from forge_container.host import Access, HostAdapter, Owner, Principal
+from forge_container.host import Access, HostAdapter, Owner, Principal, Repository
 from forge_container.models import host_include_name
 from forge_container.state import get_state
 
@@ -13,6 +13,7 @@ __all__ = [
     "HostAdapter",
     "Owner",
     "Principal",
+    "Repository",
     "get_state",
     "host_include_name",
 ]

@@ -41,12 +41,19 @@ DEFAULTS: dict[str, Any] = {
     "CONTAINER_REGISTRY_QUOTA_VERSIONS": 0,
     "CONTAINER_REGISTRY_QUOTA_BLOB_SIZE": 0,
     "CONTAINER_REGISTRY_QUOTA_EXEMPT_ADMINS": True,
+    "CONTAINER_REGISTRY_UI_ENABLED": True,
+    "CONTAINER_REGISTRY_UI_URL_PREFIX": "",
+    "CONTAINER_REGISTRY_UI_LAYOUT": "forge_container/layout.html",
+    "CONTAINER_REGISTRY_UI_PAGE_SIZE": 25,
+    "CONTAINER_REGISTRY_REGISTRY_HOST": None,
 }
 
 #: The spec's floor for the manifest size limit: registries must accept at least 4 MiB.
 MIN_MANIFEST_SIZE = 4 * 1024**2
 
 STORAGE_BACKENDS = ("filesystem",)
+#: The largest page the package pages may be configured to show.
+MAX_UI_PAGE_SIZE = 500
 
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off"}
@@ -88,6 +95,11 @@ class Settings:
     quota_versions: int
     quota_blob_size: int
     quota_exempt_admins: bool
+    ui_enabled: bool
+    ui_url_prefix: str
+    ui_layout: str
+    ui_page_size: int
+    registry_host: str | None
 
 
 def load_settings(config: Mapping[str, Any], *, instance_path: str) -> Settings:
@@ -151,7 +163,46 @@ def load_settings(config: Mapping[str, Any], *, instance_path: str) -> Settings:
         quota_versions=_int(config, "CONTAINER_REGISTRY_QUOTA_VERSIONS", minimum=0),
         quota_blob_size=_int(config, "CONTAINER_REGISTRY_QUOTA_BLOB_SIZE", minimum=0),
         quota_exempt_admins=_bool(config, "CONTAINER_REGISTRY_QUOTA_EXEMPT_ADMINS"),
+        ui_enabled=_bool(config, "CONTAINER_REGISTRY_UI_ENABLED"),
+        ui_url_prefix=_url_prefix(config, "CONTAINER_REGISTRY_UI_URL_PREFIX"),
+        ui_layout=_template_name(config, "CONTAINER_REGISTRY_UI_LAYOUT"),
+        ui_page_size=_page_size(config, "CONTAINER_REGISTRY_UI_PAGE_SIZE"),
+        registry_host=_registry_host(config, "CONTAINER_REGISTRY_REGISTRY_HOST"),
     )
+
+
+def _url_prefix(config: Mapping[str, Any], key: str) -> str:
+    """Empty, or ``/a/b``: no trailing slash, and never under ``/v2``."""
+    value = _str(config, key).rstrip("/")
+    if value and (not value.startswith("/") or "//" in value or any(c in value for c in "<>?#")):
+        raise ConfigError(f"{key}: expected '' or a path like '/packages', got {value!r}")
+    if value == "/v2" or value.startswith("/v2/"):
+        raise ConfigError(f"{key}: the package pages cannot live under /v2")
+    return value
+
+
+def _template_name(config: Mapping[str, Any], key: str) -> str:
+    value = _str(config, key)
+    if not value.strip():
+        raise ConfigError(f"{key}: expected a template name such as 'layout.html'")
+    return value
+
+
+def _page_size(config: Mapping[str, Any], key: str) -> int:
+    value = _int(config, key, minimum=1)
+    if value > MAX_UI_PAGE_SIZE:
+        raise ConfigError(f"{key}: must be at most {MAX_UI_PAGE_SIZE}, got {value}")
+    return value
+
+
+def _registry_host(config: Mapping[str, Any], key: str) -> str | None:
+    """``host[:port]`` as clients push to it; ``None``: the host of each request."""
+    value = _optional(config, key, str)
+    if value is not None and (
+        "://" in value or any(c in value for c in "/?#@ \t") or value.strip() != value
+    ):
+        raise ConfigError(f"{key}: expected a host name with an optional port, got {value!r}")
+    return value
 
 
 def _secrets(value: Any) -> tuple[str, ...]:

@@ -7,6 +7,7 @@ A forge implements :class:`HostAdapter` and hands an instance to
 from __future__ import annotations
 
 import enum
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from typing import Protocol, runtime_checkable
 
@@ -79,6 +80,15 @@ class Owner:
     extra: dict[str, str] = field(default_factory=dict, compare=False, hash=False)
 
 
+@dataclass(frozen=True)
+class Repository:
+    """A forge repository of an owner, as the package pages link it (``url``: its page)."""
+
+    id: str
+    name: str
+    url: str
+
+
 @runtime_checkable
 class HostAdapter(Protocol):
     """What the plugin asks the forge. Every method must be cheap and side-effect free."""
@@ -104,4 +114,16 @@ class HostAdapter(Protocol):
 
         Credential scopes and site-admin status are applied by the plugin, not here.
         """
+        ...
+
+    def principal_names(self, ids: Collection[str]) -> Mapping[str, str]:
+        """Display names of principals by id, for "pushed by"; unknown ids are left out."""
+        ...
+
+    def get_repository(self, owner: Owner, name: str) -> Repository | None:
+        """The owner's repository ``name`` (case-insensitive), whatever its visibility."""
+        ...
+
+    def commit_url(self, repository: Repository, revision: str) -> str | None:
+        """The page of commit ``revision`` in ``repository``, or ``None`` if there is none."""
         ...

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Collection, Mapping
 from typing import Any
 
 import pytest
 from flask import Flask
 from flask_sqlalchemy import SQLAlchemy
 
-from forge_container import Access, ContainerRegistry, Owner, Principal, get_state
+from forge_container import Access, ContainerRegistry, Owner, Principal, Repository, get_state
 from forge_container.config import ConfigError
 from forge_container_tests.helpers import basic
 
@@ -30,6 +31,15 @@ class TinyHost:
 
     def access(self, principal: Principal | None, owner: Owner, image: str) -> Access:
         return Access.ADMIN if principal and principal.id == owner.id else Access.READ
+
+    def principal_names(self, ids: Collection[str]) -> Mapping[str, str]:
+        return {"1": "ann"} if "1" in ids else {}
+
+    def get_repository(self, owner: Owner, name: str) -> Repository | None:
+        return None
+
+    def commit_url(self, repository: Repository, revision: str) -> str | None:
+        return None
 
 
 def host_app(tmp_path: Any, **config: Any) -> tuple[Flask, SQLAlchemy]:

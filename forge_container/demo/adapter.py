@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Collection, Mapping
+from urllib.parse import quote
+
 from flask_login import current_user  # type: ignore[import-untyped]
 from sqlalchemy import func, select
 
@@ -17,6 +20,7 @@ from forge_container.demo.models import (
     parse_id,
 )
 from forge_container.host import Access, Owner, Principal
+from forge_container.host import Repository as RepositoryLink
 
 _ROLE_ACCESS = {1: Access.READ, 2: Access.WRITE, 3: Access.ADMIN}
 
@@ -111,6 +115,32 @@ class DemoHost:
         if public:
             granted = max(granted, Access.READ)
         return granted
+
+    def principal_names(self, ids: Collection[str]) -> Mapping[str, str]:
+        numbers = {key: _parse_key(key, "u") for key in ids}
+        wanted = {n for n in numbers.values() if n is not None}
+        if not wanted:
+            return {}
+        rows = db.session.execute(select(User.id, User.name).where(User.id.in_(wanted)))
+        names = {number: name for number, name in rows}
+        return {key: names[n] for key, n in numbers.items() if n is not None and n in names}
+
+    def get_repository(self, owner: Owner, name: str) -> RepositoryLink | None:
+        repo = db.session.scalar(
+            select(Repository).where(
+                Repository.owner_id == owner.id, Repository.lower_name == name.lower()
+            )
+        )
+        if repo is None:
+            return None
+        url = f"/{quote(owner.name)}/{quote(repo.name)}"
+        return RepositoryLink(id=repo.key, name=repo.name, url=url)
+
+    def commit_url(self, repository: RepositoryLink, revision: str) -> str | None:
+        # The demo keeps no commits: link the page a real forge would have.
+        if not (revision.isascii() and revision.isalnum()) or len(revision) > 64:
+            return None
+        return f"{repository.url}/commit/{revision}"
 
     @staticmethod
     def _user(principal_id: str) -> User | None:

@@ -8,6 +8,7 @@ from flask import Blueprint, Flask, Response, request
 from werkzeug.exceptions import HTTPException, MethodNotAllowed, NotFound
 
 from forge_container.errors import NameUnknown, RegistryError, Unknown, Unsupported
+from forge_container.state import get_state
 from forge_container.views.responses import API_VERSION_HEADER, error_response
 
 log = logging.getLogger(__name__)
@@ -36,13 +37,18 @@ from forge_container.views import (  # noqa: E402, F401
     uploads,
 )
 from forge_container.views.guard import guard_request  # noqa: E402
+from forge_container.views.ui import register_ui  # noqa: E402
 
 bp.before_request(guard_request)
 
 
 def register_views(app: Flask) -> None:
-    """Register the blueprint at the host root, and OCI errors for every ``/v2`` response."""
+    """Register the blueprint at the host root, and OCI errors for every ``/v2`` response;
+    the package pages too unless ``CONTAINER_REGISTRY_UI_ENABLED`` is off."""
     app.register_blueprint(bp)
+    settings = get_state(app).settings
+    if settings.ui_enabled:
+        register_ui(app, settings.ui_url_prefix)
     app.register_error_handler(RegistryError, error_response)
     app.before_request(_check_registry_request)
     app.after_request(_add_api_version_header)
