@@ -14,6 +14,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from flask import Flask
+from sqlalchemy import event
 
 from forge_container.demo.adapter import DemoHost
 from forge_container.demo.cli import demo_cli
@@ -31,6 +32,8 @@ ENV_KEYS = {
 }
 REGISTRY_PREFIX = "CONTAINER_REGISTRY_"
 SECRET_KEY_FILE = "secret_key"
+#: Seconds a SQLite writer waits for the database lock before giving up.
+SQLITE_BUSY_TIMEOUT = 30
 
 
 def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
@@ -49,6 +52,7 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
         SESSION_COOKIE_SAMESITE="Lax",
         FORGE_DEMO_PASSWORD_METHOD=None,
         CONTAINER_REGISTRY_STORAGE_PATH=os.path.join(instance_path, "registry"),
+        CONTAINER_REGISTRY_UI_LAYOUT="demo/layout.html",
     )
     app.config.from_pyfile("forge.cfg", silent=True)
     load_environment(app.config, os.environ)
@@ -57,11 +61,25 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     if not app.config.get("SECRET_KEY"):
         app.config["SECRET_KEY"] = load_secret_key(instance_path)
 
+    if str(app.config["SQLALCHEMY_DATABASE_URI"]).startswith("sqlite"):
+        # Several gunicorn workers write one file: wait for the lock instead of failing
+        # after SQLite's default 5 s, and let readers go on while one worker writes.
+        options = app.config.setdefault("SQLALCHEMY_ENGINE_OPTIONS", {})
+        options.setdefault("connect_args", {}).setdefault("timeout", SQLITE_BUSY_TIMEOUT)
     db.init_app(app)
+    if str(app.config["SQLALCHEMY_DATABASE_URI"]).startswith("sqlite"):
+        with app.app_context():
+            event.listen(db.engine, "connect", _sqlite_wal)
     init_views(app)
     ContainerRegistry(app, db=db, host=DemoHost())
     app.cli.add_command(demo_cli)
     return app
+
+
+def _sqlite_wal(connection: Any, _record: Any) -> None:
+    cursor = connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.close()
 
 
 def load_environment(config: dict[str, Any], environ: Mapping[str, str]) -> None:
