@@ -3,6 +3,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from flask import Flask
 from flask.testing import FlaskClient
 
 from forge_container_tests.helpers import basic, bearer, challenge_params, error_codes
@@ -131,3 +132,44 @@ def test_nul_bytes_in_urls_are_a_clean_400(client: FlaskClient, forge: Any) -> N
         response = client.get(url, headers=basic("alice", "pw-alice"))
         assert response.status_code == 400, url
         assert error_codes(response) == ["UNSUPPORTED"]
+
+
+class CountingInput:
+    """A ``wsgi.input`` that counts what the app reads of the body."""
+
+    def __init__(self, stream: Any) -> None:
+        self.stream = stream
+        self.read_bytes = 0
+
+    def read(self, *args: Any) -> bytes:
+        data: bytes = self.stream.read(*args)
+        self.read_bytes += len(data)
+        return data
+
+    def readline(self, *args: Any) -> bytes:
+        data: bytes = self.stream.readline(*args)
+        self.read_bytes += len(data)
+        return data
+
+
+@pytest.mark.parametrize(("size", "drained"), [(64 * 1024, True), (5 * 1024 * 1024, False)])
+def test_small_bodies_are_drained_before_a_401(
+    app: Flask, forge: Any, size: int, drained: bool
+) -> None:
+    """Clients that send bodies without credentials first keep their connection."""
+    forge.user("alice")
+    inputs: list[CountingInput] = []
+    wsgi_app = app.wsgi_app
+
+    def counting(environ: dict[str, Any], start_response: Any) -> Any:
+        counter = CountingInput(environ["wsgi.input"])
+        inputs.append(counter)
+        environ["wsgi.input"] = counter
+        return wsgi_app(environ, start_response)
+
+    app.wsgi_app = counting  # type: ignore[method-assign]
+    response = app.test_client().post(
+        "/v2/alice/app/blobs/uploads/?digest=sha256:" + "0" * 64, data=b"x" * size
+    )
+    assert response.status_code == 401
+    assert (inputs[0].read_bytes == size) is drained
