@@ -6,6 +6,8 @@ Owners are named as in image names and resolved through the host adapter.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import click
 
 from forge_container.cli import container_cli
@@ -41,12 +43,7 @@ def rules_group() -> None:
 @click.argument("owner")
 def show_command(owner: str) -> None:
     """Show OWNER's cleanup rule."""
-    found = _owner(owner)
-    rule = cleanup.get_rule(get_state().db.session(), found.id)
-    if rule is None:
-        click.echo(f"{found.name} has no cleanup rule.")
-        return
-    _echo_rule(found, rule)
+    _with_rule(owner, _echo_rule)
 
 
 @rules_group.command("set")
@@ -115,12 +112,7 @@ def set_command(
 @click.argument("owner")
 def preview_command(owner: str) -> None:
     """Show what OWNER's rule would remove now (even while it is disabled)."""
-    found = _owner(owner)
-    rule = cleanup.get_rule(get_state().db.session(), found.id)
-    if rule is None:
-        click.echo(f"{found.name} has no cleanup rule.")
-        return
-    _echo_preview(found, rule)
+    _with_rule(owner, _echo_preview)
 
 
 @rules_group.command("apply")
@@ -159,6 +151,16 @@ def _owner(name: str) -> Owner:
     if owner is None:
         raise click.ClickException(f"no user or organisation named {name!r}")
     return owner
+
+
+def _with_rule(name: str, show: Callable[[Owner, RuleInfo], None]) -> None:
+    """``show`` the owner's rule, or say it has none."""
+    owner = _owner(name)
+    rule = cleanup.get_rule(get_state().db.session(), owner.id)
+    if rule is None:
+        click.echo(f"{owner.name} has no cleanup rule.")
+    else:
+        show(owner, rule)
 
 
 def _echo_rule(owner: Owner, rule: RuleInfo) -> None:

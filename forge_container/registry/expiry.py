@@ -25,6 +25,7 @@ from sqlalchemy.orm import Session
 
 from forge_container.config import Settings
 from forge_container.models import BlobUpload, utcnow
+from forge_container.registry.packages import keyset_pages
 from forge_container.registry.upload_claims import stored_size
 from forge_container.storage import InvalidPath, PathNotFound, StorageDriver
 from forge_container.storage.paths import UPLOADS, upload_id_from_path, upload_path
@@ -64,18 +65,8 @@ def _sessions(
     session: Session, storage: StorageDriver, settings: Settings, cutoff: datetime, dry: bool
 ) -> tuple[int, int]:
     count = size = 0
-    last = ""
-    while True:
-        rows = session.execute(
-            select(BlobUpload.id, BlobUpload.updated_at)
-            .where(BlobUpload.id > last, BlobUpload.updated_at < cutoff)
-            .order_by(BlobUpload.id)
-            .limit(settings.job_batch_size)
-        ).all()
-        session.rollback()
-        if not rows:
-            break
-        last = rows[-1].id
+    query = select(BlobUpload.id, BlobUpload.updated_at).where(BlobUpload.updated_at < cutoff)
+    for rows in keyset_pages(session, query, BlobUpload.id, settings.job_batch_size, start=""):
         for row in rows:
             path = upload_path(row.id)
             held = stored_size(storage, path)

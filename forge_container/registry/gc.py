@@ -46,7 +46,7 @@ from forge_container.models import (
 )
 from forge_container.registry import gc_manifests
 from forge_container.registry.gc_manifests import RemovedManifest
-from forge_container.registry.packages import write_lock
+from forge_container.registry.packages import keyset_pages, write_lock
 from forge_container.storage import StorageDriver, StorageError
 from forge_container.storage.paths import blob_path
 
@@ -118,18 +118,10 @@ def _link_unused() -> ColumnElement[bool]:
 
 def _links(session: Session, settings: Settings, cutoff: datetime, dry: bool, gone: Gone) -> int:
     count = 0
-    last = 0
-    while True:
-        rows = session.execute(
-            select(BlobLink.id, BlobLink.package_id, BlobLink.blob_id)
-            .where(BlobLink.id > last, BlobLink.created_at < cutoff, _link_unused())
-            .order_by(BlobLink.id)
-            .limit(settings.job_batch_size)
-        ).all()
-        session.rollback()
-        if not rows:
-            break
-        last = rows[-1].id
+    query = select(BlobLink.id, BlobLink.package_id, BlobLink.blob_id).where(
+        BlobLink.created_at < cutoff, _link_unused()
+    )
+    for rows in keyset_pages(session, query, BlobLink.id, settings.job_batch_size):
         if dry:
             gone.links.update((r.id, (r.package_id, r.blob_id)) for r in rows)
             count += len(rows)
@@ -141,17 +133,7 @@ def _links(session: Session, settings: Settings, cutoff: datetime, dry: bool, go
 
 
 def _delete_links(session: Session, ids: list[int], cutoff: datetime) -> int:
-    write_lock(session)
-    locked = _lock(session, BlobLink, ids)
-    doomed = session.scalars(
-        select(BlobLink.id).where(
-            BlobLink.id.in_(locked), BlobLink.created_at < cutoff, _link_unused()
-        )
-    ).all()
-    if doomed:
-        session.execute(delete(BlobLink).where(BlobLink.id.in_(doomed)))
-    session.commit()
-    return len(doomed)
+    return _delete_locked(session, BlobLink, ids, BlobLink.created_at < cutoff, _link_unused())
 
 
 def _links_freed_by_versions(session: Session, cutoff: datetime, gone: Gone) -> int:
@@ -199,18 +181,10 @@ def _blobs(
 ) -> list[int]:
     """The sizes of the blobs removed."""
     sizes: list[int] = []
-    last = 0
-    while True:
-        rows = session.execute(
-            select(PackageBlob.id, PackageBlob.size)
-            .where(PackageBlob.id > last, PackageBlob.created_at < cutoff, _blob_unreferenced())
-            .order_by(PackageBlob.id)
-            .limit(settings.job_batch_size)
-        ).all()
-        session.rollback()
-        if not rows:
-            break
-        last = rows[-1].id
+    query = select(PackageBlob.id, PackageBlob.size).where(
+        PackageBlob.created_at < cutoff, _blob_unreferenced()
+    )
+    for rows in keyset_pages(session, query, PackageBlob.id, settings.job_batch_size):
         if dry:
             sizes.extend(r.size for r in rows)
         else:
@@ -290,18 +264,9 @@ def _image_empty() -> ColumnElement[bool]:
 
 def _images(session: Session, settings: Settings, dry: bool, gone: Gone) -> int:
     count = 0
-    last = 0
-    while True:
-        ids = session.scalars(
-            select(Package.id)
-            .where(Package.id > last, _image_empty())
-            .order_by(Package.id)
-            .limit(settings.job_batch_size)
-        ).all()
-        session.rollback()
-        if not ids:
-            break
-        last = ids[-1]
+    query = select(Package.id).where(_image_empty())
+    for rows in keyset_pages(session, query, Package.id, settings.job_batch_size):
+        ids = [r.id for r in rows]
         count += len(ids) if dry else _attempt(session, 0, _delete_images, session, ids)
     if dry:
         count += _images_emptied(session, settings, gone)
@@ -309,13 +274,7 @@ def _images(session: Session, settings: Settings, dry: bool, gone: Gone) -> int:
 
 
 def _delete_images(session: Session, ids: Sequence[int]) -> int:
-    write_lock(session)
-    locked = _lock(session, Package, ids)
-    doomed = session.scalars(select(Package.id).where(Package.id.in_(locked), _image_empty())).all()
-    if doomed:
-        session.execute(delete(Package).where(Package.id.in_(doomed)))
-    session.commit()
-    return len(doomed)
+    return _delete_locked(session, Package, ids, _image_empty())
 
 
 def _images_emptied(session: Session, settings: Settings, gone: Gone) -> int:
@@ -363,6 +322,19 @@ def _lock(session: Session, model: Any, ids: Sequence[int]) -> list[int]:
             select(model.id).where(model.id.in_(ids)).with_for_update(skip_locked=True)
         ).all()
     )
+
+
+def _delete_locked(
+    session: Session, model: Any, ids: Sequence[int], *still: ColumnElement[bool]
+) -> int:
+    """Delete those of ``ids`` it can lock and that still match ``still``; commits."""
+    write_lock(session)
+    locked = _lock(session, model, ids)
+    doomed = session.scalars(select(model.id).where(model.id.in_(locked), *still)).all()
+    if doomed:
+        session.execute(delete(model).where(model.id.in_(doomed)))
+    session.commit()
+    return len(doomed)
 
 
 def _attempt(session: Session, default: T, work: Callable[..., T], *args: Any) -> T:

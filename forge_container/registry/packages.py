@@ -13,19 +13,21 @@ a push finds under its lock stay, and a row a push locked is never collected und
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Iterator, Sequence
+from typing import Any, TypeVarTuple
 
-from sqlalchemy import false, select, update
+from sqlalchemy import Row, Select, false, select, update
 from sqlalchemy import inspect as sa_inspect
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import InstrumentedAttribute, Session
 
 from forge_container.models import Base, BlobLink, Package, PackageBlob, utcnow
 
 PACKAGE_TYPE = "container"
 #: Lock-or-create rounds before giving up (a collection can delete a row between two).
 LOCK_ATTEMPTS = 3
+_Ts = TypeVarTuple("_Ts")
 
 
 def write_lock(session: Session) -> None:
@@ -42,6 +44,25 @@ def write_lock(session: Session) -> None:
             .values(id=Package.id)
             .execution_options(synchronize_session=False)
         )
+
+
+def keyset_pages(
+    session: Session,
+    query: Select[Any, *_Ts],
+    key: InstrumentedAttribute[Any],
+    size: int,
+    start: Any = 0,
+) -> Iterator[Sequence[Row[Any, *_Ts]]]:
+    """``query``'s rows in pages of ``size``, by ascending ``key`` (its first column) from
+    ``start``; each page is read in its own short transaction, so no snapshot stays open."""
+    last = start
+    while True:
+        rows = session.execute(query.where(key > last).order_by(key).limit(size)).all()
+        session.rollback()
+        if not rows:
+            return
+        last = rows[-1][0]
+        yield rows
 
 
 def insert_ignore(session: Session, model: type[Base], values: dict[str, Any]) -> bool:
