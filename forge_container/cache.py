@@ -157,3 +157,62 @@ class HotPathCache:
         """Forget everything (after a bulk permission change, say)."""
         for cache in (self.tokens, self.logins, self.owners, self.access):
             cache.clear()
+
+
+#: Bytes the manifest content cache of one process may hold, and the largest entry.
+CONTENT_MAX_BYTES = 32 << 20
+CONTENT_MAX_ITEM = 1 << 20
+
+
+class ContentCache:
+    """A thread-safe LRU of immutable content by digest, bounded by its total bytes.
+
+    Content addressed by its digest never changes, so entries need no TTL and no
+    invalidation: whether a reader may see a digest is decided elsewhere, on every request.
+    Items over ``max_item`` bytes are not kept.
+    """
+
+    def __init__(
+        self, max_bytes: int = CONTENT_MAX_BYTES, max_item: int = CONTENT_MAX_ITEM
+    ) -> None:
+        if max_bytes < 0 or max_item < 0:
+            raise ValueError("max_bytes and max_item must be >= 0")
+        self.max_bytes = max_bytes
+        self.max_item = min(max_item, max_bytes)
+        self._entries: OrderedDict[str, bytes] = OrderedDict()
+        self._size = 0
+        self._lock = threading.Lock()
+
+    @property
+    def size(self) -> int:
+        """The bytes held now."""
+        return self._size
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def get(self, digest: str) -> bytes | None:
+        with self._lock:
+            data = self._entries.get(digest)
+            if data is not None:
+                self._entries.move_to_end(digest)
+            return data
+
+    def put(self, digest: str, data: bytes) -> None:
+        """Keep ``data`` (the content of ``digest``), evicting the least recently used."""
+        if len(data) > self.max_item:
+            return
+        with self._lock:
+            old = self._entries.pop(digest, None)
+            if old is not None:
+                self._size -= len(old)
+            self._entries[digest] = data
+            self._size += len(data)
+            while self._size > self.max_bytes:
+                _, evicted = self._entries.popitem(last=False)
+                self._size -= len(evicted)
+
+    def clear(self) -> None:
+        with self._lock:
+            self._entries.clear()
+            self._size = 0

@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from flask import Flask, current_app
 
 from forge_container.auth.ratelimit import FailureLimiter
 from forge_container.auth.tokens import TokenService
-from forge_container.cache import HotPathCache
+from forge_container.cache import ContentCache, HotPathCache
 from forge_container.config import Settings
 from forge_container.host import HostAdapter
 from forge_container.storage import StorageDriver
@@ -35,6 +35,8 @@ class RegistryState:
     redis: Redis | None
     #: Token, login, owner and access caches of the hot path (``CONTAINER_REGISTRY_CACHE_TTL``).
     cache: HotPathCache
+    #: Manifest bytes by digest, for pulls (the lookup that authorizes them is never cached).
+    manifest_bytes: ContentCache = field(default_factory=ContentCache)
 
 
 def get_state(app: Flask | None = None) -> RegistryState:

@@ -15,9 +15,9 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import IO, Any, TypeVar
+from typing import IO, TYPE_CHECKING, Any, TypeVar
 
-from sqlalchemy import Select, select
+from sqlalchemy import Row, Select, and_, bindparam, select
 from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import Session
 
@@ -43,6 +43,9 @@ from forge_container.registry.manifest_format import (
 from forge_container.registry.packages import PACKAGE_TYPE
 from forge_container.storage import PathNotFound, StorageDriver
 from forge_container.storage.paths import blob_path
+
+if TYPE_CHECKING:
+    from forge_container.cache import ContentCache
 
 #: ``?tag=`` values one push may carry (the spec asks for at least 10); more is 414.
 MAX_TAGS_PER_PUSH = 64
@@ -159,24 +162,38 @@ def get_manifest(
     image: str,
     reference: str,
     read: bool = True,
+    cache: ContentCache | None = None,
 ) -> StoredManifest:
     """The manifest ``reference`` names, with its bytes when ``read``: one indexed query.
+
+    ``cache`` keeps manifest bytes by digest, so a pull may skip the storage read. The
+    query always runs (a tag may have moved, the manifest may be deleted): only the bytes
+    of a digest this image has now are served, and only bytes that hash to it are kept.
 
     :raises ManifestUnknown: nothing by that reference (or its bytes are gone).
     :raises DigestInvalid: a malformed digest.
     """
     ref = parse_reference(reference)
-    row = session.execute(_lookup(owner_id, image, ref)).one_or_none()
+    row = _lookup(session, owner_id, image, ref)
     if row is None:
         raise ManifestUnknown(f"manifest unknown: {ref}")
-    found = StoredManifest(digest=row.digest, media_type=row.media_type, size=row.size)
+    digest, media_type, size = row
     if not read:
-        return found
-    try:
-        data = storage.read_bytes(blob_path(parse_digest(found.digest)))
-    except PathNotFound:
-        raise ManifestUnknown(f"manifest unknown: the bytes of {found.digest} are gone") from None
-    return StoredManifest(found.digest, found.media_type, found.size, data)
+        return StoredManifest(digest, media_type, size)
+    data = cache.get(digest) if cache is not None else None
+    if data is None:
+        parsed = parse_digest(digest)
+        try:
+            data = storage.read_bytes(blob_path(parsed))
+        except PathNotFound:
+            raise ManifestUnknown(f"manifest unknown: the bytes of {digest} are gone") from None
+        if (
+            cache is not None
+            and len(data) <= cache.max_item
+            and digest_of(data, parsed.algorithm) == parsed
+        ):
+            cache.put(digest, data)
+    return StoredManifest(digest, media_type, size, data)
 
 
 def delete_manifest(
@@ -291,17 +308,53 @@ def _config_metadata(storage: StorageDriver, manifest: Manifest) -> dict[str, An
     return metadata.config_metadata(config.media_type, data)
 
 
-def _lookup(owner_id: str, image: str, ref: Reference) -> Select[str, str, int]:
-    """Digest, media type and manifest size of a reference: one query on unique indexes."""
+def _lookup_statements() -> tuple[Select[str, str, int], Select[str, str, int]]:
+    """The by-tag and by-digest lookups, built once: Core tables, bound parameters.
+
+    Both take ``owner_id`` and ``image``; the tag one takes ``tag``, the digest one ``digest``.
+    """
+    version = PackageVersion.__table__
+    file = PackageFile.__table__
+    blob = PackageBlob.__table__
+    package = Package.__table__
+    tag = PackageTag.__table__
     query = (
-        select(PackageVersion.digest, PackageVersion.media_type, PackageBlob.size)
-        .join(PackageFile, versions.manifest_file())
-        .join(PackageBlob, PackageBlob.id == PackageFile.blob_id)
-        .join(Package, Package.id == PackageVersion.package_id)
-        .where(Package.owner_id == owner_id, Package.type == PACKAGE_TYPE, Package.name == image)
-    )
-    if ref.tag is not None:
-        return query.join(PackageTag, PackageTag.version_id == PackageVersion.id).where(
-            PackageTag.package_id == Package.id, PackageTag.name == ref.tag
+        select(version.c.digest, version.c.media_type, blob.c.size)
+        .join(
+            file,
+            and_(
+                file.c.version_id == version.c.id,
+                file.c.position == versions.MANIFEST_POSITION,
+            ),
         )
-    return query.where(PackageVersion.digest == str(ref.digest))
+        .join(blob, blob.c.id == file.c.blob_id)
+        .join(package, package.c.id == version.c.package_id)
+        .where(
+            package.c.owner_id == bindparam("owner_id"),
+            package.c.type == PACKAGE_TYPE,
+            package.c.name == bindparam("image"),
+        )
+    )
+    by_tag = query.join(tag, tag.c.version_id == version.c.id).where(
+        tag.c.package_id == package.c.id, tag.c.name == bindparam("tag")
+    )
+    return by_tag, query.where(version.c.digest == bindparam("digest"))
+
+
+_BY_TAG, _BY_DIGEST = _lookup_statements()
+
+
+def _lookup(
+    session: Session, owner_id: str, image: str, ref: Reference
+) -> Row[str, str, int] | None:
+    """Digest, media type and manifest size of a reference: one query on unique indexes.
+
+    A Core execution on the session's connection (its transaction, as before), which skips
+    the ORM's per-statement work.
+    """
+    connection = session.connection()
+    if ref.tag is not None:
+        params = {"owner_id": owner_id, "image": image, "tag": ref.tag}
+        return connection.execute(_BY_TAG, params).one_or_none()
+    params = {"owner_id": owner_id, "image": image, "digest": str(ref.digest)}
+    return connection.execute(_BY_DIGEST, params).one_or_none()

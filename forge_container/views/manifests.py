@@ -24,6 +24,7 @@ def get_manifest(name: str, reference: str) -> Response:
         image=target.name.image,
         reference=reference,
         read=not head,
+        cache=state.manifest_bytes,
     )
     response = Response(found.data or b"", content_type=found.media_type)
     response.headers["Docker-Content-Digest"] = found.digest

@@ -12,6 +12,7 @@ from flask import Flask
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from forge_container.cache import ContentCache
 from forge_container.digest import digest_of
 from forge_container.errors import (
     DigestInvalid,
@@ -114,16 +115,24 @@ def put(
         )
 
 
-def get(app: Flask, reference: str, *, read: bool = True) -> manifests.StoredManifest:
+def get(
+    app: Flask,
+    reference: str,
+    *,
+    read: bool = True,
+    image: str = IMAGE,
+    cache: ContentCache | None = None,
+) -> manifests.StoredManifest:
     state = get_state(app)
     with app.app_context():
         return manifests.get_manifest(
             state.db.session(),
             state.storage,
             owner_id=OWNER,
-            image=IMAGE,
+            image=image,
             reference=reference,
             read=read,
+            cache=cache,
         )
 
 
@@ -562,6 +571,67 @@ def test_a_manifest_whose_bytes_are_gone_is_unknown(app: Flask) -> None:
     get_state(app).storage.delete(blob_path(digest_of(GITEA_MANIFEST)))
     with pytest.raises(ManifestUnknown):
         get(app, "latest")
+
+
+def test_cached_bytes_are_served_without_reading_storage(app: Flask) -> None:
+    cache = get_state(app).manifest_bytes
+    seed_gitea_blobs(app)
+    push(app, "latest", GITEA_MANIFEST, DOCKER_MANIFEST)
+    assert get(app, "latest", read=False, cache=cache).data is None
+    assert len(cache) == 0
+    assert get(app, "latest", cache=cache).data == GITEA_MANIFEST
+    assert cache.get(GITEA_MANIFEST_DIGEST) == GITEA_MANIFEST
+    get_state(app).storage.delete(blob_path(digest_of(GITEA_MANIFEST)))
+    assert get(app, GITEA_MANIFEST_DIGEST, cache=cache).data == GITEA_MANIFEST
+
+
+def test_a_deleted_manifest_is_unknown_even_with_its_bytes_cached(app: Flask) -> None:
+    cache = get_state(app).manifest_bytes
+    seed_gitea_blobs(app)
+    push(app, "latest", GITEA_MANIFEST, DOCKER_MANIFEST)
+    assert get(app, "latest", cache=cache).data == GITEA_MANIFEST
+    delete(app, GITEA_MANIFEST_DIGEST)
+    assert cache.get(GITEA_MANIFEST_DIGEST) == GITEA_MANIFEST
+    for reference in ("latest", GITEA_MANIFEST_DIGEST):
+        with pytest.raises(ManifestUnknown):
+            get(app, reference, cache=cache)
+
+
+def test_cached_bytes_are_not_served_for_an_image_without_the_manifest(app: Flask) -> None:
+    cache = get_state(app).manifest_bytes
+    seed_gitea_blobs(app)
+    push(app, "latest", GITEA_MANIFEST, DOCKER_MANIFEST)
+    assert get(app, "latest", cache=cache).data == GITEA_MANIFEST
+    with pytest.raises(ManifestUnknown):
+        get(app, GITEA_MANIFEST_DIGEST, image="other", cache=cache)
+
+
+def test_a_re_pushed_tag_is_seen_at_once_through_the_cache(app: Flask) -> None:
+    cache = get_state(app).manifest_bytes
+    config = image_config(app, OWNER, IMAGE)
+    first_body = image_manifest(config, [])
+    second_body = image_manifest(config, [], annotations={"v": "2"})
+    first = push(app, "latest", first_body)
+    assert get(app, "latest", cache=cache).data == first_body
+    second = push(app, "latest", second_body)
+    pulled = get(app, "latest", cache=cache)
+    assert (pulled.digest, pulled.data) == (second.digest, second_body)
+    assert get(app, first.digest, cache=cache).data == first_body
+
+
+def test_only_small_bytes_that_match_their_digest_are_cached(app: Flask) -> None:
+    seed_gitea_blobs(app)
+    push(app, "latest", GITEA_MANIFEST, DOCKER_MANIFEST)
+    too_small = ContentCache(max_bytes=1 << 20, max_item=len(GITEA_MANIFEST) - 1)
+    assert get(app, "latest", cache=too_small).data == GITEA_MANIFEST
+    assert len(too_small) == 0
+    path = blob_path(digest_of(GITEA_MANIFEST))
+    storage = get_state(app).storage
+    storage.delete(path)
+    storage.write_bytes(path, b"{}")
+    cache = ContentCache()
+    assert get(app, "latest", cache=cache).data == b"{}"
+    assert cache.get(GITEA_MANIFEST_DIGEST) is None
 
 
 # Delete
