@@ -9,6 +9,7 @@ from urllib.parse import urlsplit
 from flask import Blueprint, Flask, abort, redirect, render_template, request, session, url_for
 from flask.typing import ResponseReturnValue
 from flask_login import LoginManager, login_user, logout_user  # type: ignore[import-untyped]
+from werkzeug.routing import BuildError
 
 from forge_container.demo import accounts
 from forge_container.demo.models import User, db, parse_id
@@ -56,7 +57,15 @@ def is_safe_next(target: str | None) -> bool:
 
 @bp.route("/")
 def home() -> ResponseReturnValue:
-    return render_template("demo/home.html")
+    return render_template("demo/home.html", packages_url=packages_url)
+
+
+def packages_url(owner: str) -> str | None:
+    """The registry's package page of ``owner``, when the registry serves its pages."""
+    try:
+        return url_for("forge_container_ui.packages", owner=owner)
+    except BuildError:
+        return None
 
 
 @bp.route("/login", methods=["GET", "POST"])

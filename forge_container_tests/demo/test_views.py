@@ -94,3 +94,12 @@ def test_is_safe_next() -> None:
     assert is_safe_next("/a/b?c=d")
     assert not is_safe_next("/\x00x")
     assert not is_safe_next(None)
+
+
+def test_home_links_the_signed_in_users_packages(client: FlaskClient, forge: Forge) -> None:
+    forge.user("alice")
+    page = client.get("/login")
+    token = page.get_data(as_text=True).split('name="csrf_token" value="')[1].split('"')[0]
+    client.post("/login", data={"username": "alice", "password": "pw-alice", "csrf_token": token})
+    body = client.get("/").get_data(as_text=True)
+    assert 'href="/alice/-/packages/container"' in body
