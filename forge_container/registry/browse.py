@@ -16,8 +16,7 @@ from sqlalchemy import func, or_, select, update
 from sqlalchemy.orm import Session
 
 from forge_container.models import Package, PackageBlob, PackageFile, PackageTag, PackageVersion
-from forge_container.registry.catalog import binary_collation
-from forge_container.registry.packages import PACKAGE_TYPE
+from forge_container.registry.packages import PACKAGE_TYPE, binary_collation
 from forge_container.registry.versions import BATCH, rowcount
 
 #: ``readable(image)``: whether the caller may pull ``<owner>/<image>``.

@@ -16,7 +16,7 @@ from sqlalchemy.orm import Session
 from forge_container.errors import NameInvalid, PaginationNumberInvalid
 from forge_container.models import Package, PackageVersion
 from forge_container.names import ImageName
-from forge_container.registry.packages import PACKAGE_TYPE
+from forge_container.registry.packages import PACKAGE_TYPE, binary_collation
 
 #: A request examines at most this many rows per entry asked for ...
 SCAN_FACTOR = 10
@@ -135,8 +135,3 @@ def _full_name(session: Session) -> ColumnElement[str]:
     """``<owner>/<image>`` as clients write it, compared byte by byte."""
     owner = func.lower(Package.owner_name, type_=String)
     return owner.concat("/").concat(Package.name).collate(binary_collation(session))
-
-
-def binary_collation(session: Session) -> str:
-    """Byte-order collation: PostgreSQL's default collation would sort case-insensitively."""
-    return "C" if session.get_bind().dialect.name == "postgresql" else "BINARY"

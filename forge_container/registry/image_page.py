@@ -17,8 +17,7 @@ from forge_container.models import PackageFile, PackageTag, PackageVersion
 from forge_container.names import is_valid_tag
 from forge_container.registry import manifests
 from forge_container.registry.browse import Page, as_utc, distinct_size, page_bounds
-from forge_container.registry.catalog import binary_collation
-from forge_container.registry.packages import find_package
+from forge_container.registry.packages import binary_collation, find_package
 from forge_container.registry.version_detail import (
     Platform,
     VersionDetail,

@@ -158,3 +158,8 @@ def linked_blob(session: Session, package_id: int, digest: str) -> PackageBlob |
         .join(BlobLink, BlobLink.blob_id == PackageBlob.id)
         .where(BlobLink.package_id == package_id, PackageBlob.digest == digest)
     ).one_or_none()
+
+
+def binary_collation(session: Session) -> str:
+    """Byte-order collation: PostgreSQL's default collation would sort case-insensitively."""
+    return "C" if session.get_bind().dialect.name == "postgresql" else "BINARY"

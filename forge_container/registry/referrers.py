@@ -17,8 +17,7 @@ from forge_container.digest import Digest, InvalidDigest, parse_digest
 from forge_container.errors import DigestInvalid, PaginationNumberInvalid
 from forge_container.models import PackageBlob, PackageFile, PackageVersion
 from forge_container.names import ImageName
-from forge_container.registry.catalog import binary_collation
-from forge_container.registry.packages import find_package
+from forge_container.registry.packages import binary_collation, find_package
 
 #: Referrers per response; more are reached through the ``Link`` header.
 MAX_PAGE = 1000

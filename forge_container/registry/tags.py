@@ -8,8 +8,9 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from forge_container.errors import NameUnknown, PaginationNumberInvalid
-from forge_container.models import Package, PackageTag
+from forge_container.models import PackageTag
 from forge_container.names import ImageName
+from forge_container.registry.packages import binary_collation, find_package
 
 #: The largest page a client may ask for; larger ``n`` are cut down to it.
 MAX_PAGE = 10_000
@@ -22,15 +23,6 @@ class TagPage:
     name: str
     tags: list[str]
     more: bool
-
-
-def find_package(session: Session, owner_id: str, image: str) -> Package | None:
-    """The image's package row, if anything was ever pushed to it."""
-    return session.scalars(
-        select(Package).where(
-            Package.owner_id == owner_id, Package.type == "container", Package.name == image
-        )
-    ).one_or_none()
 
 
 def parse_page_size(value: str | None) -> int | None:
@@ -49,15 +41,10 @@ def list_tags(
     package = find_package(session, owner_id, name.image)
     if package is None:
         raise NameUnknown(f"repository name not known to registry: {name}")
-    column = PackageTag.name.collate(_binary_collation(session))
+    column = PackageTag.name.collate(binary_collation(session))
     query = select(PackageTag.name).where(PackageTag.package_id == package.id).order_by(column)
     if last:
         query = query.where(column > last)
     limit = MAX_PAGE if n is None else n
     rows = list(session.scalars(query.limit(limit + 1)))
     return TagPage(name=str(name), tags=rows[:limit], more=len(rows) > limit)
-
-
-def _binary_collation(session: Session) -> str:
-    """Byte-order collation: PostgreSQL's default collation would sort case-insensitively."""
-    return "C" if session.get_bind().dialect.name == "postgresql" else "BINARY"
