@@ -61,7 +61,7 @@ class ContainerRegistry:
             db=db,
             tokens=TokenService(settings),
             login_limiter=make_failure_limiter(settings, redis),
-            storage=make_driver(settings),
+            storage=make_driver(settings, db=db),
             redis=redis,
             cache=HotPathCache(settings.cache_ttl),
         )

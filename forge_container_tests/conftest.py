@@ -25,6 +25,8 @@ from forge_container.demo import DemoHost, accounts, create_app, db
 from forge_container.host import Owner, Principal
 from forge_container.state import get_state
 
+pytest_plugins = ["forge_container_tests.s3_server", "forge_container_tests.database_storage"]
+
 POSTGRES_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/"
 REDIS_URL = "redis://127.0.0.1:6379/0"
 

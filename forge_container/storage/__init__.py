@@ -15,6 +15,8 @@ from forge_container.storage.base import (
 from forge_container.storage.filesystem import FilesystemDriver
 
 if TYPE_CHECKING:
+    from flask_sqlalchemy import SQLAlchemy
+
     from forge_container.config import Settings
 
 __all__ = [
@@ -28,17 +30,35 @@ __all__ = [
 ]
 
 
-def _filesystem(settings: Settings) -> StorageDriver:
+def _filesystem(settings: Settings, db: SQLAlchemy | None) -> StorageDriver:
     return FilesystemDriver(settings.storage_path)
 
 
+def _s3(settings: Settings, db: SQLAlchemy | None) -> StorageDriver:
+    from forge_container.storage.s3 import S3Driver  # boto3 is the optional extra ``s3``
+
+    if settings.s3 is None:
+        raise ValueError("CONTAINER_REGISTRY_S3_BUCKET: the s3 backend needs its settings")
+    return S3Driver(settings.s3)
+
+
+def _database(settings: Settings, db: SQLAlchemy | None) -> StorageDriver:
+    from forge_container.storage.database import DatabaseDriver
+
+    if db is None:
+        raise ValueError("CONTAINER_REGISTRY_STORAGE_BACKEND: 'database' needs the app's db")
+    return DatabaseDriver(db)
+
+
 #: Backend name (``CONTAINER_REGISTRY_STORAGE_BACKEND``) → factory.
-_FACTORIES: dict[str, Callable[[Settings], StorageDriver]] = {
+_FACTORIES: dict[str, Callable[[Settings, SQLAlchemy | None], StorageDriver]] = {
     "filesystem": _filesystem,
+    "s3": _s3,
+    "database": _database,
 }
 
 
-def make_driver(settings: Settings) -> StorageDriver:
+def make_driver(settings: Settings, *, db: SQLAlchemy | None = None) -> StorageDriver:
     """Build the storage driver named by ``settings.storage_backend``.
 
     :raises ValueError: the backend name is unknown.
@@ -51,4 +71,4 @@ def make_driver(settings: Settings) -> StorageDriver:
             f"CONTAINER_REGISTRY_STORAGE_BACKEND: unknown storage backend"
             f" {settings.storage_backend!r}; choose one of {', '.join(sorted(_FACTORIES))}"
         ) from None
-    return factory(settings)
+    return factory(settings, db)

@@ -100,3 +100,15 @@ class StorageDriver(Protocol):
     def check(self) -> None:
         """Raise :class:`StorageError` if the store cannot be read and written."""
         ...
+
+    @property
+    def min_chunk_length(self) -> int:
+        """The smallest upload chunk worth sending (``OCI-Chunk-Min-Length``); 0 for any."""
+        ...
+
+    def redirect_url(self, path: str, *, expires: int) -> str | None:
+        """A URL a client may GET the file at ``path`` from for ``expires`` seconds.
+
+        ``None`` when the driver cannot hand out such URLs (the app streams the bytes).
+        """
+        ...

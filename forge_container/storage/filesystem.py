@@ -215,6 +215,15 @@ class FilesystemDriver:
             raise PathNotFound(path)
         return full
 
+    @property
+    def min_chunk_length(self) -> int:
+        """Any chunk size works: appends go straight to the file."""
+        return 0
+
+    def redirect_url(self, path: str, *, expires: int) -> str | None:
+        """Local files have no URL of their own (see ``CONTAINER_REGISTRY_BLOB_OFFLOAD``)."""
+        return None
+
     def check(self) -> None:
         """Write and remove a probe file in ``blobs/`` and ``uploads/``."""
         for sub in (BLOBS, UPLOADS):

@@ -14,7 +14,6 @@ from forge_container.config import load_settings
 from forge_container.digest import Digest, digest_of, hasher_digest, new_hasher
 from forge_container.storage import (
     CHUNK_SIZE,
-    FilesystemDriver,
     InvalidPath,
     PathNotFound,
     StorageDriver,
@@ -29,16 +28,6 @@ from forge_container.storage.paths import (
     upload_id_from_path,
     upload_path,
 )
-
-_DRIVERS: dict[str, Callable[[Path], StorageDriver]] = {
-    "filesystem": lambda tmp: FilesystemDriver(str(tmp / "store")),
-}
-
-
-@pytest.fixture(params=["filesystem"])
-def driver(request: pytest.FixtureRequest, tmp_path: Path) -> StorageDriver:
-    factory = _DRIVERS[request.param]
-    return factory(tmp_path)
 
 
 def _fake_digest(hex_prefix: str, fill: str = "0") -> Digest:
