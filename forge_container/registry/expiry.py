@@ -14,7 +14,6 @@ files can tell (remote drivers keep theirs; S3 multipart uploads will plug in he
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -126,9 +125,8 @@ def _batches(items: Iterator[tuple[str, str]], size: int) -> Iterator[dict[str, 
 
 
 def _modified(storage: StorageDriver, path: str) -> float | None:
-    """When the file was last written to (a POSIX timestamp); ``None`` if no one can tell."""
+    """When the file was last written to (a POSIX timestamp); ``None`` if it is gone."""
     try:
-        local = storage.local_path(path)
-        return os.stat(local).st_mtime if local is not None else None
-    except (PathNotFound, FileNotFoundError):
+        return storage.modified(path)
+    except PathNotFound:
         return None

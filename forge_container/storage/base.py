@@ -49,6 +49,10 @@ class StorageDriver(Protocol):
         """Whether a file is stored at ``path``."""
         ...
 
+    def modified(self, path: str) -> float:
+        """When the file at ``path`` was last written to, as a POSIX timestamp."""
+        ...
+
     def open_read(self, path: str, offset: int = 0) -> BinaryIO:
         """A readable file object positioned at ``offset``; the caller closes it."""
         ...

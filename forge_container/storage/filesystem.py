@@ -92,6 +92,12 @@ class FilesystemDriver:
         """Whether a file is stored at ``path``."""
         return os.path.isfile(self._resolve(path))
 
+    def modified(self, path: str) -> float:
+        """The file's modification time."""
+        full = self._resolve(path)
+        with _reading(path):
+            return os.stat(full).st_mtime
+
     def open_read(self, path: str, offset: int = 0) -> BinaryIO:
         """The file at ``path``, opened for reading and positioned at ``offset``."""
         if offset < 0:

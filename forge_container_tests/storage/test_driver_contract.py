@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import time
 import tracemalloc
 from collections.abc import Callable, Iterator
 from dataclasses import replace
@@ -380,3 +381,20 @@ def test_large_blob_round_trip(driver: StorageDriver) -> None:
         for piece in iter(lambda: f.read(CHUNK_SIZE), b""):
             check.update(piece)
     assert check.hexdigest() == hasher.hexdigest()
+
+
+def test_modified_tells_when_a_file_was_written(driver: StorageDriver) -> None:
+    path = upload_path("modified-probe")
+    before = time.time()
+    driver.append(path, [b"x"])
+    assert before - 5 <= driver.modified(path) <= time.time() + 5
+    with pytest.raises(PathNotFound):
+        driver.modified(upload_path("absent"))
+
+
+def test_chunk_minimum_and_redirects_are_declared(driver: StorageDriver) -> None:
+    assert driver.min_chunk_length >= 0
+    digest = digest_of(b"redirect me")
+    driver.write_bytes(blob_path(digest), b"redirect me")
+    url = driver.redirect_url(blob_path(digest), expires=60)
+    assert url is None or url.startswith(("http://", "https://"))
