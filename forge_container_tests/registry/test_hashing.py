@@ -7,6 +7,7 @@ import hashlib
 import pytest
 
 from forge_container.digest import InvalidDigest
+from forge_container.registry import hashing
 from forge_container.registry.hashing import ResumableHash, state_format
 
 
@@ -33,7 +34,7 @@ def test_the_digest_can_be_taken_midway() -> None:
 
 def test_the_format_names_library_version_and_algorithm() -> None:
     assert ResumableHash("sha512").format == state_format("sha512")
-    assert state_format("sha256").startswith("rehashes-")
+    assert state_format("sha256").startswith(("openssl-", "rehashes-"))
     assert state_format("sha256").endswith(":sha256")
 
 
@@ -56,3 +57,26 @@ def test_an_unknown_algorithm() -> None:
     with pytest.raises(InvalidDigest):
         ResumableHash("md5")
     assert ResumableHash.restore("md5", b"x", "rehashes-0.3.0:md5") is None
+
+
+@pytest.mark.parametrize("algorithm", ["sha256", "sha512"])
+def test_a_state_saved_mid_block_continues_over_many_pieces(algorithm: str) -> None:
+    data = bytes(range(256)) * 4099  # not a multiple of any block size
+    running = ResumableHash(algorithm)
+    for start in range(0, len(data), 77_777):
+        running.update(data[start : start + 77_777])
+        restored = ResumableHash.restore(algorithm, running.state(), state_format(algorithm))
+        assert restored is not None
+        running = restored
+    assert running.digest().hex == hashlib.new(algorithm, data).hexdigest()
+
+
+def test_without_libcrypto_rehashes_takes_over(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(hashing.ctypes.util, "find_library", lambda name: None)
+    prefix, classes = hashing._implementation()
+    assert prefix.startswith("rehashes-")
+    hasher = classes["sha256"]()
+    hasher.update(b"abc")
+    resumed = classes["sha256"].deserialize(hasher.serialize())
+    resumed.update(b"def")
+    assert resumed.finalize() == hashlib.sha256(b"abcdef").hexdigest()
