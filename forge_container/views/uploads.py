@@ -6,7 +6,7 @@ import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from functools import partial
-from typing import IO
+from typing import IO, cast
 
 from flask import Response, request
 from werkzeug.exceptions import RequestEntityTooLarge
@@ -198,7 +198,7 @@ class _RequestBody:
     def read(self, size: int, /) -> bytes:
         try:
             if self._stream is None:
-                self._stream = request.stream
+                self._stream = _input_stream()
             return self._stream.read(size)
         except RequestEntityTooLarge:
             limit = get_state().settings.max_blob_size
@@ -207,6 +207,18 @@ class _RequestBody:
             # A client that disconnects or sends a broken body: werkzeug raises
             # ClientDisconnected, gunicorn its own parse errors.
             raise BlobUploadInvalid(f"the request body could not be read: {exc}") from None
+
+
+def _input_stream() -> IO[bytes]:
+    """The body as the server hands it over, when the server ends it at the body's end.
+
+    Such servers (gunicorn) set ``wsgi.input_terminated``; werkzeug would still wrap the
+    stream to apply the size limit, one more copy of every byte, and the services check
+    the length and the limit themselves. Other servers get werkzeug's safe stream.
+    """
+    if request.environ.get("wsgi.input_terminated"):
+        return cast(IO[bytes], request.environ["wsgi.input"])
+    return request.stream
 
 
 def _session_headers(target: Target, upload_id: str, received: int) -> dict[str, str]:
