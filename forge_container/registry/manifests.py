@@ -41,6 +41,7 @@ from forge_container.registry.manifest_format import (
     parse_reference,
 )
 from forge_container.registry.packages import PACKAGE_TYPE
+from forge_container.registry.reads import read_connection
 from forge_container.storage import PathNotFound, StorageDriver
 from forge_container.storage.paths import blob_path
 
@@ -349,12 +350,13 @@ def _lookup(
 ) -> Row[str, str, int] | None:
     """Digest, media type and manifest size of a reference: one query on unique indexes.
 
-    A Core execution on the session's connection (its transaction, as before), which skips
-    the ORM's per-statement work.
+    A Core execution (the ORM's per-statement work is not needed), outside any transaction
+    unless the session holds one (:func:`read_connection`).
     """
-    connection = session.connection()
     if ref.tag is not None:
-        params = {"owner_id": owner_id, "image": image, "tag": ref.tag}
-        return connection.execute(_BY_TAG, params).one_or_none()
-    params = {"owner_id": owner_id, "image": image, "digest": str(ref.digest)}
-    return connection.execute(_BY_DIGEST, params).one_or_none()
+        statement, params = _BY_TAG, {"owner_id": owner_id, "image": image, "tag": ref.tag}
+    else:
+        statement = _BY_DIGEST
+        params = {"owner_id": owner_id, "image": image, "digest": str(ref.digest)}
+    with read_connection(session) as connection:
+        return connection.execute(statement, params).one_or_none()

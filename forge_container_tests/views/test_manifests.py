@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
-from sqlalchemy import func, select
+from sqlalchemy import event, func, select
 from werkzeug.test import TestResponse
 
 from forge_container.digest import digest_of
@@ -638,3 +638,36 @@ def test_metadata_reaches_the_version(app: Flask, client: FlaskClient, owner: st
     assert meta["description"] == "a tool"
     assert meta["size"] == len(body) + len(config_data)
     assert json.loads(body)["annotations"] == meta["annotations"]
+
+
+def test_a_pull_runs_one_statement_and_opens_no_transaction(
+    app: Flask, client: FlaskClient, owner: str
+) -> None:
+    seed_gitea(app, owner)
+    assert put(client, "latest", GITEA_MANIFEST, DOCKER_MANIFEST).status_code == 201
+    client.get(f"/v2/{NAME}/manifests/latest", headers=ALICE)  # warm the login cache
+    statements: list[str] = []
+    begun: list[object] = []
+    with app.app_context():
+        engine = get_state(app).db.engine
+        session_class = get_state(app).db.session.session_factory.class_
+
+    def on_execute(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+        statements.append(statement)
+
+    def on_begin(session: Any, transaction: Any, connection: Any) -> None:
+        begun.append(transaction)
+
+    event.listen(engine, "before_cursor_execute", on_execute)
+    event.listen(session_class, "after_begin", on_begin)
+    try:
+        for reference in ("latest", GITEA_MANIFEST_DIGEST):
+            got = client.get(f"/v2/{NAME}/manifests/{reference}", headers=ALICE)
+            assert (got.status_code, got.data) == (200, GITEA_MANIFEST)
+            head = client.head(f"/v2/{NAME}/manifests/{reference}", headers=ALICE)
+            assert head.headers["Docker-Content-Digest"] == GITEA_MANIFEST_DIGEST
+    finally:
+        event.remove(engine, "before_cursor_execute", on_execute)
+        event.remove(session_class, "after_begin", on_begin)
+    assert len(statements) == 4
+    assert begun == []
