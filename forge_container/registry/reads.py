@@ -22,5 +22,9 @@ def read_connection(session: Session) -> Iterator[Connection]:
     if session.in_transaction():
         yield session.connection()
         return
-    with session.get_bind().connect() as connection:
+    bind = session.get_bind()
+    if isinstance(bind, Connection):  # a session bound to one connection: nothing to gain
+        yield session.connection()
+        return
+    with bind.connect() as connection:
         yield connection.execution_options(isolation_level="AUTOCOMMIT")
