@@ -51,7 +51,8 @@ MIB = 1024 * 1024
 GIB = 1024 * MIB
 POSTGRES_URL = os.environ.get("BENCH_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/")
 USER, PASSWORD = "alice", "alice-bench-password"
-WORKERS, THREADS = 2, 8
+#: gunicorn's shape for our server; ``--workers`` and ``--threads`` change it for one run.
+WORKERS, THREADS = int(os.environ.get("BENCH_WORKERS", 2)), int(os.environ.get("BENCH_THREADS", 8))
 OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
 ACCEPT = ", ".join(
     [

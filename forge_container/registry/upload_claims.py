@@ -14,7 +14,10 @@ if its file still has the recorded size, and dropped otherwise.
 
 from __future__ import annotations
 
+import os
+import threading
 from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
@@ -32,6 +35,8 @@ from forge_container.storage.paths import UPLOAD_ID_RE, upload_path
 CLAIM_TIMEOUT = timedelta(minutes=5)
 #: A writer renews its claim this often while bytes flow.
 CLAIM_RENEWAL = timedelta(seconds=30)
+#: Threads per process that hash upload bodies beside their reads and writes.
+HASH_THREADS = 4
 
 
 class Body(Protocol):
@@ -242,22 +247,52 @@ class Feed:
     def __iter__(self) -> Iterator[bytes]:
         count = 0
         piece = self._first
-        while piece:
-            count += len(piece)
-            if self._limit and self._offset + count > self._limit:
-                raise too_large(self._limit)
-            if self._expected is not None and count > self._expected:
-                raise SizeInvalid(f"the body is longer than the {self._expected} bytes announced")
-            if self._hasher is not None:
-                self._hasher.update(piece)
-            yield piece
-            piece = self._read()
+        hashing: Future[None] | None = None
+        try:
+            while piece:
+                count += len(piece)
+                if self._limit and self._offset + count > self._limit:
+                    raise too_large(self._limit)
+                if self._expected is not None and count > self._expected:
+                    raise SizeInvalid(
+                        f"the body is longer than the {self._expected} bytes announced"
+                    )
+                if self._hasher is not None:
+                    # Each piece is hashed while the driver writes it and the next one is
+                    # read (OpenSSL runs without the GIL); pieces are hashed in order.
+                    if hashing is not None:
+                        hashing.result()
+                    hashing = _hash_pool().submit(self._hasher.update, piece)
+                yield piece
+                piece = self._read()
+            if hashing is not None:
+                hashing.result()
+        finally:
+            if hashing is not None:
+                wait([hashing])  # the caller saves the hash state next
         if self._expected is not None and count != self._expected:
             raise BlobUploadInvalid(
                 f"the body ended after {count} of the {self._expected} bytes announced"
             )
         if self._at_end is not None:
             self._at_end()
+
+
+_pool: tuple[int, ThreadPoolExecutor] | None = None
+_pool_lock = threading.Lock()
+
+
+def _hash_pool() -> ThreadPoolExecutor:
+    """This process's hashing threads (a forked worker starts its own)."""
+    global _pool
+    pool = _pool
+    if pool is None or pool[0] != os.getpid():
+        with _pool_lock:
+            pool = _pool
+            if pool is None or pool[0] != os.getpid():
+                executor = ThreadPoolExecutor(HASH_THREADS, thread_name_prefix="fc-hash")
+                pool = _pool = (os.getpid(), executor)
+    return pool[1]
 
 
 def too_large(limit: int) -> SizeInvalid:
