@@ -671,3 +671,18 @@ def test_a_pull_runs_one_statement_and_opens_no_transaction(
         event.remove(session_class, "after_begin", on_begin)
     assert len(statements) == 4
     assert begun == []
+
+
+def test_if_none_match_star_and_lists(app: Flask, client: FlaskClient, owner: str) -> None:
+    seed_gitea(app, owner)
+    put(client, "latest", GITEA_MANIFEST, DOCKER_MANIFEST)
+    url = f"/v2/{NAME}/manifests/latest"
+    for value in (
+        "*",
+        f'"sha256:other", "{GITEA_MANIFEST_DIGEST}"',
+        f'W/"{GITEA_MANIFEST_DIGEST}"',
+    ):
+        cached = client.get(url, headers={**ALICE, "If-None-Match": value})
+        assert cached.status_code == 304
+        assert cached.headers["ETag"] == f'"{GITEA_MANIFEST_DIGEST}"'
+        assert cached.headers["Docker-Content-Digest"] == GITEA_MANIFEST_DIGEST
