@@ -25,7 +25,11 @@ _RANGE_RE = re.compile(r"bytes=(\d*)-(\d*)", re.IGNORECASE)
 
 @bp.route("/<path:name>/blobs/<digest>", methods=["GET", "HEAD"])
 def get_blob(name: str, digest: str) -> Response:
-    """The blob if the image links it: whole, a ``Range`` of it (206), or 304."""
+    """The blob if the image links it: whole, a ``Range`` of it (206), or 304.
+
+    A whole blob may instead be handed to the front server or redirected to the store
+    (:func:`~forge_container.registry.blobs.download_blob`).
+    """
     target = current_target()
     state = get_state()
     session = state.db.session()
@@ -36,15 +40,19 @@ def get_blob(name: str, digest: str) -> Response:
         if fresh:
             return _blob_response(info, Response(status=304), None)
         return _blob_response(info, Response(status=200), info.size)
-    body = blobs.read_blob(
+    body = blobs.download_blob(
         session,
         state.storage,
+        state.settings,
         owner_id,
         image,
         digest,
         byte_range=None if fresh else _requested_range(digest),
         with_body=not fresh,
+        whole="Range" not in request.headers,
     )
+    if isinstance(body, blobs.BlobHandoff):
+        return _handoff_response(body)
     if body.stream is None:
         return _blob_response(body.info, Response(status=304), None)
     if body.partial:
@@ -64,6 +72,24 @@ def delete_blob(name: str, digest: str) -> Response:
     blobs.unlink_blob(get_state().db.session(), target.owner.id, target.name.image, digest)
     response = empty_response(202)
     del response.headers["Content-Type"]
+    return response
+
+
+def _handoff_response(handoff: blobs.BlobHandoff) -> Response:
+    """An empty answer telling the front server (200) or the client (307) where the bytes are."""
+    if handoff.how == blobs.REDIRECT:
+        response = Response(b"", status=307)
+        response.headers["Location"] = handoff.target
+        response.headers["Docker-Content-Digest"] = handoff.info.digest
+        del response.headers["Content-Type"]
+        return response
+    response = _blob_response(handoff.info, Response(b""), None)
+    if handoff.how == blobs.ACCEL_REDIRECT:
+        response.headers["X-Accel-Redirect"] = handoff.target
+        if handoff.rate_limit:
+            response.headers["X-Accel-Limit-Rate"] = str(handoff.rate_limit)
+    else:
+        response.headers["X-Sendfile"] = handoff.target
     return response
 
 

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import io
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 from flask import Flask
 
+from forge_container.config import Settings
+from forge_container.config_storage import S3Settings
 from forge_container.digest import parse_digest
 from forge_container.errors import BlobUnknown, DigestInvalid, RangeInvalid
 from forge_container.registry import blobs, uploads
@@ -117,3 +121,113 @@ def test_unlinking(state: RegistryState) -> None:
     assert state.storage.exists(blob_path(parse_digest(DIGEST)))
     with pytest.raises(BlobUnknown):
         blobs.unlink_blob(session, "u:1", "app", DIGEST)
+
+
+# -- downloads: stream, offload or redirect -----------------------------------------------------
+
+
+S3_REDIRECTS = S3Settings("bucket", "", None, None, None, redirect=True, redirect_expiry=60)
+
+
+def download(
+    state: RegistryState, settings: Settings, **options: Any
+) -> blobs.BlobBody | blobs.BlobHandoff:
+    return blobs.download_blob(
+        state.db.session(), state.storage, settings, "u:1", "app", DIGEST, **options
+    )
+
+
+def configured(state: RegistryState, **changes: Any) -> Settings:
+    """The app's settings with ``offload``, ``s3`` or ``operations`` fields changed."""
+    settings = state.settings
+    offload = dataclasses.replace(
+        settings.offload, **{k: v for k, v in changes.items() if k in ("mode", "prefix")}
+    )
+    operations = dataclasses.replace(
+        settings.operations, bandwidth_download=changes.get("bandwidth_download", 0)
+    )
+    return dataclasses.replace(
+        settings, offload=offload, operations=operations, s3=changes.get("s3")
+    )
+
+
+def test_by_default_downloads_stream(state: RegistryState) -> None:
+    body = download(state, state.settings)
+    assert isinstance(body, blobs.BlobBody)
+    assert body.stream is not None
+    with body.stream:
+        assert body.stream.read() == DATA
+
+
+def test_an_nginx_offload_names_the_blob_under_the_prefix(state: RegistryState) -> None:
+    hexdigest = DIGEST.removeprefix("sha256:")
+    handoff = download(state, configured(state, mode="x-accel-redirect", prefix="/_b/"))
+    assert handoff == blobs.BlobHandoff(
+        blobs.BlobInfo(DIGEST, 10), blobs.ACCEL_REDIRECT, f"/_b/sha256/{hexdigest[:2]}/{hexdigest}"
+    )
+    capped = download(state, configured(state, mode="x-accel-redirect", bandwidth_download=5))
+    assert isinstance(capped, blobs.BlobHandoff)
+    assert capped.rate_limit == 5
+
+
+def test_a_sendfile_offload_names_the_local_file(state: RegistryState) -> None:
+    handoff = download(state, configured(state, mode="x-sendfile"))
+    assert isinstance(handoff, blobs.BlobHandoff)
+    assert handoff.how == blobs.SENDFILE
+    assert handoff.target == state.storage.local_path(blob_path(parse_digest(DIGEST)))
+
+
+@pytest.mark.parametrize("changes", [{"mode": "x-sendfile"}, {"s3": S3_REDIRECTS}])
+def test_a_speed_cap_keeps_the_bytes_in_the_app(
+    state: RegistryState, changes: dict[str, Any]
+) -> None:
+    body = download(state, configured(state, bandwidth_download=5, **changes))
+    assert isinstance(body, blobs.BlobBody)
+    assert body.stream is not None
+    body.stream.close()
+
+
+@pytest.mark.parametrize(
+    "options",
+    [
+        {"whole": False},
+        {"byte_range": ByteRange(0, 3)},
+        {"with_body": False},
+    ],
+)
+@pytest.mark.parametrize("mode", ["x-accel-redirect", "x-sendfile"])
+def test_only_whole_blob_gets_are_handed_off(
+    state: RegistryState, mode: str, options: dict[str, Any]
+) -> None:
+    body = download(state, configured(state, mode=mode), **options)
+    assert isinstance(body, blobs.BlobBody)
+    if body.stream is not None:
+        body.stream.close()
+
+
+def test_redirects_need_a_driver_that_gives_out_urls(state: RegistryState) -> None:
+    body = download(state, configured(state, s3=S3_REDIRECTS))  # the filesystem driver has no URLs
+    assert isinstance(body, blobs.BlobBody)
+    assert body.stream is not None
+    body.stream.close()
+
+
+@pytest.mark.parametrize("mode", ["x-accel-redirect", "x-sendfile"])
+def test_missing_bytes_are_never_handed_off(state: RegistryState, mode: str) -> None:
+    state.storage.delete(blob_path(parse_digest(DIGEST)))
+    with pytest.raises(BlobUnknown):
+        download(state, configured(state, mode=mode))
+    with pytest.raises(BlobUnknown):
+        download(state, configured(state, mode=mode), with_body=False)
+
+
+def test_handoffs_follow_the_links(state: RegistryState) -> None:
+    with pytest.raises(BlobUnknown):
+        blobs.download_blob(
+            state.db.session(),
+            state.storage,
+            configured(state, mode="x-accel-redirect"),
+            "u:1",
+            "other",
+            DIGEST,
+        )
