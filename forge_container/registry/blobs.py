@@ -12,9 +12,9 @@ the front web server (``CONTAINER_REGISTRY_BLOB_OFFLOAD``) or redirected to the 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
-from sqlalchemy import delete, select
+from sqlalchemy import bindparam, delete, select
 from sqlalchemy.orm import Session
 
 from forge_container.config import Settings
@@ -22,6 +22,7 @@ from forge_container.digest import Digest, InvalidDigest, parse_digest
 from forge_container.errors import BlobUnknown, DigestInvalid, RangeInvalid
 from forge_container.models import BlobLink, Package, PackageBlob
 from forge_container.registry.packages import PACKAGE_TYPE
+from forge_container.registry.reads import read_connection
 from forge_container.storage import PathNotFound, StorageDriver
 from forge_container.storage.paths import BLOBS, blob_path
 
@@ -91,19 +92,31 @@ def parse_blob_digest(value: str) -> Digest:
         raise DigestInvalid(str(exc), detail={"digest": value}) from None
 
 
-def find_linked(session: Session, owner_id: str, image: str, digest: str) -> BlobInfo | None:
-    """The blob ``digest`` if ``owner_id``'s ``image`` links it (one indexed query)."""
-    row = session.execute(
+def _find_linked_statement() -> Any:
+    """``(digest, size)`` of a blob an image links, by owner id, image and digest."""
+    return (
         select(PackageBlob.digest, PackageBlob.size)
         .join(BlobLink, BlobLink.blob_id == PackageBlob.id)
         .join(Package, Package.id == BlobLink.package_id)
         .where(
-            Package.owner_id == owner_id,
+            Package.owner_id == bindparam("owner_id"),
             Package.type == PACKAGE_TYPE,
-            Package.name == image,
-            PackageBlob.digest == digest,
+            Package.name == bindparam("image"),
+            PackageBlob.digest == bindparam("digest"),
         )
-    ).first()
+        .limit(1)
+    )
+
+
+_FIND_LINKED = _find_linked_statement()
+
+
+def find_linked(session: Session, owner_id: str, image: str, digest: str) -> BlobInfo | None:
+    """The blob ``digest`` if ``owner_id``'s ``image`` links it (one indexed query, outside
+    any transaction unless the session holds one: see :func:`read_connection`)."""
+    params = {"owner_id": owner_id, "image": image, "digest": digest}
+    with read_connection(session) as connection:
+        row = connection.execute(_FIND_LINKED, params).first()
     return None if row is None else BlobInfo(digest=row.digest, size=row.size)
 
 
