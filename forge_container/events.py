@@ -8,6 +8,9 @@ enqueue work of their own. A receiver that raises is logged (logger
 ``forge_container.events``) and skipped: the change is stored, so the client still gets
 its answer. Receivers are plain functions (not coroutines).
 
+Two more report on operations rather than changes: ``gc_finished`` and ``quota_refused``
+(a refusal, sent as the push is refused); the metrics count them.
+
 Ids are the host's (``owner_id``, ``principal_id``); ``owner_name`` is the owner's name at
 the time, ``image`` the image path without the owner (``tools/cli``), digests are strings
 like ``"sha256:..."``.
@@ -39,6 +42,13 @@ manifest_deleted = _signals.signal("manifest-deleted")
 #: A blob upload finished or a blob was mounted into an image: ``owner_id``, ``owner_name``,
 #: ``image``, ``digest``, ``size``, ``mounted`` (bool), ``principal_id``.
 blob_uploaded = _signals.signal("blob-uploaded")
+#: A garbage collection finished (not a dry run): ``blobs`` and ``bytes`` (of the blobs
+#: removed), ``manifests``, ``links``, ``images`` (counts of what it removed).
+gc_finished = _signals.signal("gc-finished")
+#: A push was refused by an owner's quota (nothing was stored): ``owner_id``,
+#: ``owner_name``, ``quota`` (``total_size``, ``versions`` or ``blob_size``), ``limit``,
+#: ``requested`` (what the usage would have become).
+quota_refused = _signals.signal("quota-refused")
 
 
 def send(signal: Signal, **details: Any) -> None:

@@ -6,19 +6,22 @@ from typing import TYPE_CHECKING
 
 from flask import Flask
 
-from forge_container.auth.ratelimit import make_failure_limiter
+from forge_container.auth.ratelimit import make_failure_limiter, make_request_limiter
 from forge_container.auth.tokens import TokenService
 from forge_container.cache import HotPathCache
 from forge_container.cli import container_cli
-from forge_container.config import DEFAULTS, load_settings
+from forge_container.config import DEFAULTS, ConfigError, Settings, load_settings
 from forge_container.host import HostAdapter
 from forge_container.redis_client import make_redis
 from forge_container.state import EXTENSION_KEY, RegistryState
 from forge_container.storage import make_driver
 from forge_container.views import register_views
+from forge_container.views.middleware import RegistryMiddleware
 
 if TYPE_CHECKING:
     from flask_sqlalchemy import SQLAlchemy
+
+    from forge_container.metrics import RegistryMetrics
 
 
 class ContainerRegistry:
@@ -55,6 +58,8 @@ class ContainerRegistry:
             app.config.setdefault(key, value)
         settings = load_settings(app.config, instance_path=app.instance_path)
         redis = make_redis(settings)
+        metrics = _make_metrics(settings)
+        request_limiter = make_request_limiter(settings, redis)
         app.extensions[EXTENSION_KEY] = RegistryState(
             settings=settings,
             host=host,
@@ -64,6 +69,27 @@ class ContainerRegistry:
             storage=make_driver(settings, db=db),
             redis=redis,
             cache=HotPathCache(settings.cache_ttl),
+            request_limiter=request_limiter if request_limiter.enabled else None,
+            metrics=metrics,
         )
         register_views(app)
+        app.wsgi_app = RegistryMiddleware(  # type: ignore[method-assign]
+            app.wsgi_app, settings.operations, metrics
+        )
         app.cli.add_command(container_cli)
+
+
+def _make_metrics(settings: Settings) -> RegistryMetrics | None:
+    """The app's metrics; prometheus-client is imported only when they are enabled."""
+    if not settings.operations.metrics_enabled:
+        return None
+    try:
+        from forge_container.metrics import RegistryMetrics
+    except ImportError as exc:
+        if exc.name != "prometheus_client" and not str(exc.name).startswith("prometheus_client."):
+            raise
+        raise ConfigError(
+            "CONTAINER_REGISTRY_METRICS_ENABLED: metrics need prometheus-client;"
+            " install forge-container[metrics]"
+        ) from exc
+    return RegistryMetrics()

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Any
 
 from flask import Flask, current_app
 
-from forge_container.auth.ratelimit import FailureLimiter
+from forge_container.auth.ratelimit import FailureLimiter, RequestLimiter
 from forge_container.auth.tokens import TokenService
 from forge_container.cache import ContentCache, HotPathCache
 from forge_container.config import Settings
@@ -17,6 +17,8 @@ from forge_container.storage import StorageDriver
 if TYPE_CHECKING:
     from flask_sqlalchemy import SQLAlchemy
     from redis import Redis
+
+    from forge_container.metrics import RegistryMetrics
 
 #: The key of the plugin's state in ``app.extensions``.
 EXTENSION_KEY = "forge_container"
@@ -37,6 +39,10 @@ class RegistryState:
     cache: HotPathCache
     #: Manifest bytes by digest, for pulls (the lookup that authorizes them is never cached).
     manifest_bytes: ContentCache = field(default_factory=ContentCache)
+    #: Requests per principal or address (``CONTAINER_REGISTRY_RATE_LIMIT_*``); ``None``: off.
+    request_limiter: RequestLimiter | None = None
+    #: Prometheus metrics, when ``CONTAINER_REGISTRY_METRICS_ENABLED``.
+    metrics: RegistryMetrics | None = None
 
 
 def get_state(app: Flask | None = None) -> RegistryState:

@@ -1,8 +1,10 @@
-"""Failed-login limits per user and per client address, in Redis or in process memory."""
+"""Rate limits in Redis or in process memory: failed logins per user and per client address,
+and requests per principal or client address."""
 
 from __future__ import annotations
 
 import logging
+import math
 import threading
 import time
 from typing import TYPE_CHECKING, Protocol
@@ -26,6 +28,11 @@ class Counters(Protocol):
 
     def increment(self, key: str, window: int) -> None: ...
 
+    def hit(self, key: str, window: int) -> tuple[int, int]:
+        """Count one more under ``key`` (its window starts with the first); the new count
+        and the seconds until the window ends."""
+        ...
+
 
 class MemoryCounters:
     """Counters of this process only: right for one worker, too lenient for several."""
@@ -44,6 +51,9 @@ class MemoryCounters:
             return count, int(remaining) + 1
 
     def increment(self, key: str, window: int) -> None:
+        self.hit(key, window)
+
+    def hit(self, key: str, window: int) -> tuple[int, int]:
         now = time.monotonic()
         with self._lock:
             if len(self._data) > 100_000:  # keep a flood of distinct keys from growing memory
@@ -52,6 +62,7 @@ class MemoryCounters:
             if expires <= now:
                 count, expires = 0, now + window
             self._data[key] = (count + 1, expires)
+        return count + 1, max(1, math.ceil(expires - now))
 
 
 class RedisCounters:
@@ -73,6 +84,14 @@ class RedisCounters:
         pipe.incr(self._prefix + key)
         pipe.expire(self._prefix + key, window, nx=True)
         pipe.execute()
+
+    def hit(self, key: str, window: int) -> tuple[int, int]:
+        pipe = self._redis.pipeline()
+        pipe.incr(self._prefix + key)
+        pipe.expire(self._prefix + key, window, nx=True)
+        pipe.ttl(self._prefix + key)
+        count, _, ttl = pipe.execute()
+        return int(count), int(ttl) if int(ttl) > 0 else window
 
 
 class FailureLimiter:
@@ -111,6 +130,41 @@ class FailureLimiter:
             log.warning("could not record a failed login: %s", exc)
 
 
+class RequestLimiter:
+    """At most ``limit`` requests per key (a principal, a client address) in each fixed
+    window of ``window`` seconds; ``limit`` 0 counts nothing."""
+
+    def __init__(self, counters: Counters, limit: int, window: int) -> None:
+        self._counters = counters
+        self._limit = limit
+        self._window = window
+
+    @property
+    def enabled(self) -> bool:
+        return self._limit > 0
+
+    def hit(self, key: str) -> int | None:
+        """Count one request under ``key``; the seconds to wait when it is over the limit.
+
+        A Redis that is down does not refuse everybody: the limit fails open and logs.
+        """
+        if self._limit <= 0:
+            return None
+        try:
+            count, ttl = self._counters.hit(key, self._window)
+        except RedisError as exc:
+            log.warning("request rate limit unavailable, not enforced: %s", exc)
+            return None
+        return max(ttl, 1) if count > self._limit else None
+
+
+def request_key(principal_id: str | None, address: str | None) -> str:
+    """The request limiter's key: the principal when known, else the client address."""
+    if principal_id is not None:
+        return f"requests:principal:{principal_id}"
+    return f"requests:addr:{address or 'unknown'}"
+
+
 def login_keys(username: str, address: str | None) -> list[str]:
     """The limiter keys for one login attempt."""
     keys = [f"login:user:{username.lower()}"]
@@ -119,8 +173,23 @@ def login_keys(username: str, address: str | None) -> list[str]:
     return keys
 
 
+def make_counters(settings: Settings, redis: Redis | None) -> Counters:
+    """Counters in Redis when it is configured (shared by every node), else in this process."""
+    if redis is not None:
+        return RedisCounters(redis, settings.redis_key_prefix)
+    return MemoryCounters()
+
+
 def make_failure_limiter(settings: Settings, redis: Redis | None) -> FailureLimiter:
-    counters: Counters = (
-        RedisCounters(redis, settings.redis_key_prefix) if redis is not None else MemoryCounters()
-    )
+    counters = make_counters(settings, redis)
     return FailureLimiter(counters, settings.login_max_failures, settings.login_failure_window)
+
+
+def make_request_limiter(settings: Settings, redis: Redis | None) -> RequestLimiter:
+    """``CONTAINER_REGISTRY_RATE_LIMIT_REQUESTS`` per ``CONTAINER_REGISTRY_RATE_LIMIT_WINDOW``."""
+    operations = settings.operations
+    return RequestLimiter(
+        make_counters(settings, redis),
+        operations.rate_limit_requests,
+        operations.rate_limit_window,
+    )

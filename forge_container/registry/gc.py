@@ -33,6 +33,7 @@ from sqlalchemy import ColumnElement, and_, delete, exists, select
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
+from forge_container import events
 from forge_container.config import Settings
 from forge_container.digest import InvalidDigest, parse_digest
 from forge_container.models import (
@@ -87,7 +88,10 @@ def collect_garbage(
     dry_run: bool = False,
     now: datetime | None = None,
 ) -> GcReport:
-    """Run the four steps; idempotent, and safe to run on several workers at once."""
+    """Run the four steps; idempotent, and safe to run on several workers at once.
+
+    Sends :data:`~forge_container.events.gc_finished` after a real run.
+    """
     now = now or utcnow()
     gone = Gone()
     manifests = gc_manifests.collect(session, settings, now=now, dry_run=dry_run, gone=gone)
@@ -95,7 +99,7 @@ def collect_garbage(
     links = _links(session, settings, cutoff, dry_run, gone)
     blobs = _blobs(session, storage, settings, cutoff, dry_run, gone)
     images = _images(session, settings, dry_run, gone)
-    return GcReport(
+    report = GcReport(
         dry_run=dry_run,
         manifests=tuple(manifests),
         links=links,
@@ -103,6 +107,16 @@ def collect_garbage(
         bytes=sum(blobs),
         images=images,
     )
+    if not dry_run:
+        events.send(
+            events.gc_finished,
+            blobs=report.blobs,
+            bytes=report.bytes,
+            manifests=len(report.manifests),
+            links=report.links,
+            images=report.images,
+        )
+    return report
 
 
 # -- 2. links -----------------------------------------------------------------------------------

@@ -27,7 +27,8 @@ from __future__ import annotations
 
 import enum
 import re
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 from typing import Any
@@ -35,6 +36,7 @@ from typing import Any
 from sqlalchemy import CompoundSelect, delete, exists, func, select, union, update
 from sqlalchemy.orm import Session
 
+from forge_container import events
 from forge_container.config import Settings
 from forge_container.errors import Denied
 from forge_container.models import (
@@ -160,6 +162,8 @@ class QuotaExceeded(Denied):
             },
         )
         self.quota = quota
+        self.limit = limit
+        self.requested = requested
 
 
 def defaults(settings: Settings) -> Limits:
@@ -259,9 +263,10 @@ def check_blob(
     limits = _applicable(session, settings, pusher)
     if limits is None:
         return
-    _check_blob_size(pusher, limits, size)
-    if limits.total_size and not _holds(session, pusher.owner_id, digest):
-        _check_total_size(session, pusher, limits, size)
+    with _reported(pusher):
+        _check_blob_size(pusher, limits, size)
+        if limits.total_size and not _holds(session, pusher.owner_id, digest):
+            _check_total_size(session, pusher, limits, size)
 
 
 def check_manifest(
@@ -278,19 +283,37 @@ def check_manifest(
     limits = _applicable(session, settings, pusher)
     if limits is None:
         return
-    _check_blob_size(pusher, limits, size)
-    if limits.versions and not _has_version(session, pusher.owner_id, image, digest):
-        versions = _versions(session, pusher.owner_id)
-        if versions + 1 > limits.versions:
-            raise QuotaExceeded(
-                pusher.owner_name,
-                Quota.VERSIONS,
-                limit=limits.versions,
-                usage=versions,
-                requested=versions + 1,
-            )
-    if limits.total_size and not _holds(session, pusher.owner_id, digest):
-        _check_total_size(session, pusher, limits, size)
+    with _reported(pusher):
+        _check_blob_size(pusher, limits, size)
+        if limits.versions and not _has_version(session, pusher.owner_id, image, digest):
+            versions = _versions(session, pusher.owner_id)
+            if versions + 1 > limits.versions:
+                raise QuotaExceeded(
+                    pusher.owner_name,
+                    Quota.VERSIONS,
+                    limit=limits.versions,
+                    usage=versions,
+                    requested=versions + 1,
+                )
+        if limits.total_size and not _holds(session, pusher.owner_id, digest):
+            _check_total_size(session, pusher, limits, size)
+
+
+@contextmanager
+def _reported(pusher: Pusher) -> Iterator[None]:
+    """Send :data:`~forge_container.events.quota_refused` for a refusal, then raise it."""
+    try:
+        yield
+    except QuotaExceeded as exc:
+        events.send(
+            events.quota_refused,
+            owner_id=pusher.owner_id,
+            owner_name=pusher.owner_name,
+            quota=exc.quota.value,
+            limit=exc.limit,
+            requested=exc.requested,
+        )
+        raise
 
 
 def _applicable(session: Session, settings: Settings, pusher: Pusher) -> Limits | None:

@@ -37,6 +37,8 @@ from forge_container.views import (  # noqa: E402, F401
     uploads,
 )
 from forge_container.views.guard import guard_request  # noqa: E402
+from forge_container.views.operations import register_operations  # noqa: E402
+from forge_container.views.recording import finish_record, start_record  # noqa: E402
 from forge_container.views.ui import register_ui  # noqa: E402
 
 bp.before_request(guard_request)
@@ -44,14 +46,18 @@ bp.before_request(guard_request)
 
 def register_views(app: Flask) -> None:
     """Register the blueprint at the host root, and OCI errors for every ``/v2`` response;
-    the package pages too unless ``CONTAINER_REGISTRY_UI_ENABLED`` is off."""
+    the package pages too unless ``CONTAINER_REGISTRY_UI_ENABLED`` is off; the health check
+    and metrics when enabled; the hooks that fill in the access log's record."""
     app.register_blueprint(bp)
     settings = get_state(app).settings
     if settings.ui_enabled:
         register_ui(app, settings.ui_url_prefix)
+    register_operations(app)
     app.register_error_handler(RegistryError, error_response)
+    app.before_request(start_record)
     app.before_request(_check_registry_request)
     app.after_request(_add_api_version_header)
+    app.teardown_request(finish_record)
 
 
 def _is_registry_path() -> bool:

@@ -7,9 +7,11 @@ from types import SimpleNamespace
 from flask import g, request
 
 from forge_container import access
-from forge_container.errors import NameInvalid, Unauthorized
+from forge_container.auth.ratelimit import request_key
+from forge_container.errors import NameInvalid, TooManyRequests, Unauthorized
+from forge_container.host import Principal
 from forge_container.names import InvalidName, parse_name
-from forge_container.state import get_state
+from forge_container.state import RegistryState, get_state
 from forge_container.views.responses import client_address
 
 #: Endpoints that authenticate on their own terms (the token endpoint reads Basic itself).
@@ -32,16 +34,23 @@ def guard_request() -> None:
     """Identify the caller and, on image routes, authorize the method before the view runs.
 
     Routes name the image in a ``name`` view argument; the method decides the actions.
+    Every request, the token endpoint's too, counts against the request rate limit.
     """
-    if request.endpoint in SELF_AUTHENTICATED:
-        return
     state = get_state()
+    address = client_address(request, state.settings.proxy_count)
+    if request.endpoint in SELF_AUTHENTICATED:
+        _limit_requests(state, None, address)
+        return
     # Blob bodies are streamed, never buffered: lift the host's form-sized limit here.
     request.max_content_length = state.settings.max_blob_size or NO_LIMIT
-    address = client_address(request, state.settings.proxy_count)
     try:
-        caller = access.identify(state, request.headers.get("Authorization"), address)
+        try:
+            caller = access.identify(state, request.headers.get("Authorization"), address)
+        except Unauthorized:
+            _limit_requests(state, None, address)
+            raise
         g._forge_container = SimpleNamespace(caller=caller, address=address)
+        _limit_requests(state, caller.principal, address)
         name = (request.view_args or {}).get("name")
         if name is None:
             return
@@ -59,6 +68,19 @@ def guard_request() -> None:
         _drain_body()
         raise
     g._forge_container.target = access.resolve_target(state, image)
+
+
+def _limit_requests(state: RegistryState, principal: Principal | None, address: str | None) -> None:
+    """Count the request against its principal's (else its address's) rate limit.
+
+    :raises TooManyRequests: over the limit, with the seconds left in the window.
+    """
+    limiter = state.request_limiter
+    if limiter is None:
+        return
+    wait = limiter.hit(request_key(principal.id if principal else None, address))
+    if wait is not None:
+        raise TooManyRequests(f"too many requests; try again in {wait} seconds", retry_after=wait)
 
 
 def _drain_body() -> None:
