@@ -42,6 +42,8 @@ NAMING_CONVENTION = {
 DIGEST_LENGTH = 135
 #: Host ids (users, organisations, repositories) are stored as strings of at most this length.
 HOST_ID_LENGTH = 64
+#: Longest path the ``database`` storage driver stores (a sha512 blob path is 144).
+STORAGE_PATH_LENGTH = 255
 
 
 def utcnow() -> datetime:
@@ -259,6 +261,36 @@ class OwnerQuota(Base):
     updated_at: Mapped[datetime] = mapped_column(
         DateTime(timezone=True), default=utcnow, onupdate=utcnow
     )
+
+
+class StorageFile(Base):
+    """A file of the ``database`` storage driver (:mod:`forge_container.storage.database`).
+
+    Its bytes are the :class:`StorageChunk` rows that start before ``size``; rows at or past
+    it are the leftovers of an append that failed, ignored and removed by the next append.
+    """
+
+    __tablename__ = "container_storage_file"
+    # AUTOINCREMENT: SQLite would otherwise reuse the id of the last file deleted.
+    __table_args__ = (UniqueConstraint("path"), {"sqlite_autoincrement": True})
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    #: A driver-relative path (:mod:`forge_container.storage.paths`).
+    path: Mapped[str] = mapped_column(String(STORAGE_PATH_LENGTH))
+    size: Mapped[int] = mapped_column(BigInteger, default=0)
+    modified_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class StorageChunk(Base):
+    """At most 1 MiB of a :class:`StorageFile`, from byte ``start``."""
+
+    __tablename__ = "container_storage_chunk"
+
+    file_id: Mapped[int] = mapped_column(
+        ForeignKey("container_storage_file.id", ondelete="CASCADE"), primary_key=True
+    )
+    start: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    data: Mapped[bytes] = mapped_column(LargeBinary)
 
 
 def host_include_name(name: str | None, type_: str, parent_names: Any) -> bool:

@@ -51,10 +51,10 @@ def test_migrate_reports_what_it_did(app: Flask, runner: FlaskCliRunner) -> None
     assert plugin_tables(app) == {"container_alembic_version"}
     result = runner.invoke(args=["container", "migrate"])
     assert result.exit_code == 0, result.output
-    assert "upgraded from empty to 0002" in result.output
+    assert "upgraded from empty to 0003" in result.output
     assert {t.name for t in Base.metadata.sorted_tables} <= plugin_tables(app)
     again = runner.invoke(args=["container", "migrate"])
-    assert "already at revision 0002" in again.output
+    assert "already at revision 0003" in again.output
 
 
 def test_migration_0002_adds_the_owner_quota_table_and_takes_it_away(
@@ -67,11 +67,32 @@ def test_migration_0002_adds_the_owner_quota_table_and_takes_it_away(
     assert "container_owner_quota" not in plugin_tables(app)
     assert "container_package" in plugin_tables(app)
     up = runner.invoke(args=["container", "migrate"])
-    assert "upgraded from 0001 to 0002" in up.output
+    assert "upgraded from 0001 to 0003" in up.output
     with app.app_context():
         columns = {c["name"]: c for c in sa.inspect(db.engine).get_columns("container_owner_quota")}
     assert {"owner_id", "total_size", "versions", "blob_size"} <= set(columns)
     assert all(columns[name]["nullable"] for name in ("total_size", "versions", "blob_size"))
+    check = runner.invoke(args=["container", "db-check"])
+    assert check.exit_code == 0, check.output
+
+
+def test_migration_0003_adds_the_database_storage_tables_and_takes_them_away(
+    app: Flask, runner: FlaskCliRunner
+) -> None:
+    storage = {"container_storage_file", "container_storage_chunk"}
+    assert storage <= plugin_tables(app)
+    down = runner.invoke(args=["container", "downgrade", "0002"])
+    assert down.exit_code == 0, down.output
+    assert not storage & plugin_tables(app)
+    assert "container_owner_quota" in plugin_tables(app)
+    up = runner.invoke(args=["container", "migrate"])
+    assert "upgraded from 0002 to 0003" in up.output
+    with app.app_context():
+        inspector = sa.inspect(db.engine)
+        chunk_key = inspector.get_pk_constraint("container_storage_chunk")["constrained_columns"]
+        unique = inspector.get_unique_constraints("container_storage_file")
+    assert chunk_key == ["file_id", "start"]
+    assert [u["column_names"] for u in unique] == [["path"]]
     check = runner.invoke(args=["container", "db-check"])
     assert check.exit_code == 0, check.output
 
