@@ -8,8 +8,8 @@ a request that wrote meanwhile keeps it alive. Its row goes first, then its file
 
 An orphan file is one whose upload id has no session row: a monolithic upload
 (``POST ...?digest=``) streams into one while it runs, and a crash can leave one behind.
-It goes once nothing has written to it for the expiry time, which only drivers with local
-files can tell (remote drivers keep theirs; S3 multipart uploads will plug in here).
+It goes once nothing has written to it for the expiry time (the driver's ``modified``).
+Deleting an upload path is the driver's business: on S3 it aborts the multipart upload.
 """
 
 from __future__ import annotations

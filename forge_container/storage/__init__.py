@@ -35,8 +35,12 @@ def _filesystem(settings: Settings, db: SQLAlchemy | None) -> StorageDriver:
 
 
 def _s3(settings: Settings, db: SQLAlchemy | None) -> StorageDriver:
-    from forge_container.storage.s3 import S3Driver  # boto3 is the optional extra ``s3``
-
+    try:
+        from forge_container.storage.s3 import S3Driver  # boto3 is the optional extra ``s3``
+    except ImportError as exc:
+        raise StorageError(
+            f"the s3 storage backend needs boto3: pip install 'forge-container[s3]' ({exc})"
+        ) from exc
     if settings.s3 is None:
         raise ValueError("CONTAINER_REGISTRY_S3_BUCKET: the s3 backend needs its settings")
     return S3Driver(settings.s3)

@@ -53,7 +53,7 @@ def start_upload(name: str) -> Response:
         )
         return _created(target, info)
     status = uploads.start_upload(session, who, algorithm=request.args.get("digest-algorithm"))
-    return _session_response(target, status, 202)
+    return _session_response(target, status, 202, min_chunk=state.storage.min_chunk_length)
 
 
 @bp.get("/<path:name>/blobs/uploads/<upload_id>")
@@ -81,7 +81,7 @@ def append_chunk(name: str, upload_id: str) -> Response:
             content_length=request.content_length,
             content_range=_content_range(),
         )
-    return _session_response(target, status, 202)
+    return _session_response(target, status, 202, min_chunk=state.storage.min_chunk_length)
 
 
 @bp.put("/<path:name>/blobs/uploads/<upload_id>")
@@ -232,8 +232,18 @@ def _session_headers(target: Target, upload_id: str, received: int) -> dict[str,
     return headers
 
 
-def _session_response(target: Target, status: uploads.UploadStatus, code: int) -> Response:
-    return empty_response(code, _session_headers(target, status.id, status.received))
+def _session_response(
+    target: Target,
+    status: uploads.UploadStatus,
+    code: int,
+    *,
+    min_chunk: int = 0,
+) -> Response:
+    """The session's headers, and the smallest chunk worth sending when there is one."""
+    headers = _session_headers(target, status.id, status.received)
+    if min_chunk > 0:
+        headers["OCI-Chunk-Min-Length"] = str(min_chunk)
+    return empty_response(code, headers)
 
 
 def _created(target: Target, info: BlobInfo) -> Response:

@@ -37,6 +37,7 @@ import forge_container
 from forge_container import schema
 from forge_container.demo import accounts, create_app, db
 from forge_container_tests.conftest import POSTGRES_URL
+from forge_container_tests.s3_server import S3Server, new_prefix
 
 REPO_ROOT = Path(forge_container.__file__).resolve().parents[1]
 BIG_MARKER = "big: moves hundreds of MiB (256 MiB layer, 1 GiB blob); -m 'not big' skips them"
@@ -102,6 +103,8 @@ class Site:
     secret_key: str
     passwords: Mapping[str, str]
     tokens: Mapping[str, str]
+    #: ``CONTAINER_REGISTRY_*`` keys of another storage backend (the S3 ones, say).
+    storage_config: Mapping[str, str] = dataclasses.field(default_factory=dict)
 
     def environment(self) -> dict[str, str]:
         """The environment a server of this site runs with (no other demo/registry keys)."""
@@ -117,6 +120,7 @@ class Site:
             CONTAINER_REGISTRY_STORAGE_PATH=str(self.storage_path),
             PYTHONPATH=os.pathsep.join(filter(None, [str(REPO_ROOT), env.get("PYTHONPATH")])),
         )
+        env.update(self.storage_config)
         return env
 
 
@@ -152,8 +156,12 @@ def _seed(site: Site) -> dict[str, str]:
 
 
 @contextmanager
-def create_site(root: Path) -> Iterator[Site]:
-    """A seeded site under ``root``; its database and stored blobs are removed at the end."""
+def create_site(root: Path, storage_config: Mapping[str, Any] | None = None) -> Iterator[Site]:
+    """A seeded site under ``root``; its database and stored blobs are removed at the end.
+
+    ``storage_config`` (``CONTAINER_REGISTRY_*`` keys) stores blobs elsewhere than
+    ``<root>/storage``.
+    """
     root.mkdir(parents=True, exist_ok=True)
     with fresh_database(root) as url:
         site = Site(
@@ -163,6 +171,7 @@ def create_site(root: Path) -> Iterator[Site]:
             secret_key=uuid.uuid4().hex + uuid.uuid4().hex,
             passwords={"alice": "alice-e2e-password"},
             tokens={},
+            storage_config={key: str(value) for key, value in (storage_config or {}).items()},
         )
         site = dataclasses.replace(site, tokens=_seed(site))
         try:
@@ -382,6 +391,35 @@ def live_registry(registry_server: Server) -> Iterator[Server]:
     """The module's live server; the test fails if it answers a 5xx meanwhile."""
     with watching(registry_server):
         yield registry_server
+
+
+@pytest.fixture(scope="module")
+def s3_registry_site(
+    tmp_path_factory: pytest.TempPathFactory, s3_server: S3Server
+) -> Iterator[Site]:
+    """One seeded site per test module storing its blobs on the session's S3 server."""
+    config = s3_server.config(new_prefix())
+    with create_site(tmp_path_factory.mktemp("s3-site"), config) as site:
+        yield site
+
+
+@pytest.fixture(scope="module")
+def s3_registry_server(s3_registry_site: Site) -> Iterator[Server]:
+    """``gunicorn -k gthread -w 4 --threads 4`` on the module's S3 site."""
+    with running(
+        s3_registry_site, s3_registry_site.instance_path.parent / "gunicorn.log"
+    ) as server:
+        yield server
+
+
+@pytest.fixture(params=["filesystem", "s3"])
+def live_registry_on(request: pytest.FixtureRequest) -> Iterator[Server]:
+    """A live server on each storage backend in turn (one per backend and module); the test
+    fails if it answers a 5xx meanwhile."""
+    fixture = "registry_server" if request.param == "filesystem" else "s3_registry_server"
+    server: Server = request.getfixturevalue(fixture)
+    with watching(server):
+        yield server
 
 
 @pytest.fixture

@@ -124,6 +124,12 @@ def skopeo(skopeo_path: str, tmp_path: Path, live_registry: Server) -> Skopeo:
     return Skopeo(skopeo_path, tmp_path / "skopeo-home", live_registry)
 
 
+@pytest.fixture
+def skopeo_on(skopeo_path: str, tmp_path: Path, live_registry_on: Server) -> Skopeo:
+    """skopeo against a live server on each storage backend in turn."""
+    return Skopeo(skopeo_path, tmp_path / "skopeo-home", live_registry_on)
+
+
 def sha256(data: bytes) -> str:
     return "sha256:" + hashlib.sha256(data).hexdigest()
 
@@ -193,34 +199,37 @@ def test_layouts_are_deterministic_and_skopeo_reads_them(tmp_path: Path, skopeo_
 # -- push and pull ------------------------------------------------------------------------------
 
 
-def test_single_image_round_trips_with_every_digest_intact(skopeo: Skopeo, tmp_path: Path) -> None:
+def test_single_image_round_trips_with_every_digest_intact(
+    skopeo_on: Skopeo, tmp_path: Path
+) -> None:
+    # The 12 MB layer spans parts on S3 (5 MiB parts there).
     source = layouts.single_image(
-        tmp_path / "src", "v1", seed=11, sizes=((4096, 10), (200_000,), (1, 2, 3))
+        tmp_path / "src", "v1", seed=11, sizes=((4096, 10), (200_000,), (1, 2, 3), (12_000_000,))
     )
-    skopeo.push(f"oci:{source.root}:v1", "alice/single:v1")
-    assert skopeo.pushed_digest() == source.resolve("v1").digest
+    skopeo_on.push(f"oci:{source.root}:v1", "alice/single:v1")
+    assert skopeo_on.pushed_digest() == source.resolve("v1").digest
 
-    raw = skopeo.raw("alice/single:v1")
+    raw = skopeo_on.raw("alice/single:v1")
     assert raw == source.read_blob(source.resolve("v1").digest)
 
-    skopeo.pull("alice/single:v1", f"oci:{tmp_path / 'out'}:v1")
+    skopeo_on.pull("alice/single:v1", f"oci:{tmp_path / 'out'}:v1")
     assert_same_image(source, Layout(tmp_path / "out"), "v1")
 
 
-def test_multi_arch_index_round_trips_with_all_platforms(skopeo: Skopeo, tmp_path: Path) -> None:
+def test_multi_arch_index_round_trips_with_all_platforms(skopeo_on: Skopeo, tmp_path: Path) -> None:
     source = layouts.multi_arch(tmp_path / "src", "v1", seed=12)
-    skopeo.push(f"oci:{source.root}:v1", "alice/multi:v1", "--all")
+    skopeo_on.push(f"oci:{source.root}:v1", "alice/multi:v1", "--all")
     index_digest = source.resolve("v1").digest
-    assert skopeo.pushed_digest() == index_digest
-    assert sha256(skopeo.raw("alice/multi:v1")) == index_digest
+    assert skopeo_on.pushed_digest() == index_digest
+    assert sha256(skopeo_on.raw("alice/multi:v1")) == index_digest
 
     children = source.read_json(source.resolve("v1"))["manifests"]
     arm_manifest = source.read_json(layouts.Descriptor.from_json(children[1]))
-    arm = skopeo.inspect("alice/multi:v1", "--override-arch=arm64")
+    arm = skopeo_on.inspect("alice/multi:v1", "--override-arch=arm64")
     assert arm["Architecture"] == "arm64"
     assert arm["Layers"] == [layer["digest"] for layer in arm_manifest["layers"]]
 
-    skopeo.pull("alice/multi:v1", f"oci:{tmp_path / 'out'}:v1", "--all")
+    skopeo_on.pull("alice/multi:v1", f"oci:{tmp_path / 'out'}:v1", "--all")
     assert_same_image(source, Layout(tmp_path / "out"), "v1")
 
 

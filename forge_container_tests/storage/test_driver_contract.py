@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import random
 import time
 import tracemalloc
 from collections.abc import Callable, Iterator
@@ -398,3 +399,121 @@ def test_chunk_minimum_and_redirects_are_declared(driver: StorageDriver) -> None
     driver.write_bytes(blob_path(digest), b"redirect me")
     url = driver.redirect_url(blob_path(digest), expires=60)
     assert url is None or url.startswith(("http://", "https://"))
+
+
+# Uploads that grow over several calls (object stores send them in parts of 5 MiB or more).
+
+MIB = 1 << 20
+
+
+def _noise(size: int, seed: int) -> bytes:
+    """``size`` bytes that differ everywhere, so misplaced pieces show."""
+    return random.Random(seed).randbytes(size)
+
+
+def _read_all(driver: StorageDriver, path: str, offset: int = 0) -> bytes:
+    with driver.open_read(path, offset) as f:
+        return b"".join(iter(lambda: f.read(CHUNK_SIZE), b""))
+
+
+def _pieces(data: bytes, size: int) -> Iterator[bytes]:
+    return (data[i : i + size] for i in range(0, len(data), size))
+
+
+def test_appends_of_uneven_sizes_add_up(driver: StorageDriver) -> None:
+    path = upload_path("uneven")
+    calls = [3 * MIB, 3 * MIB, 1, 6 * MIB + 5, 0, 2 * MIB + 7]
+    data = _noise(sum(calls), 1)
+    offset = 0
+    for size in calls:
+        assert driver.append(path, _pieces(data[offset : offset + size], 777_777)) == offset + size
+        offset += size
+        assert driver.stat(path) == offset
+    assert _read_all(driver, path) == data
+    target = blob_path(digest_of(data))
+    driver.commit(path, target)
+    assert driver.stat(target) == len(data)
+    assert _read_all(driver, target, 5 * MIB - 3) == data[5 * MIB - 3 :]
+    assert _listing(driver, UPLOADS) == []
+
+
+def test_a_failed_append_of_many_bytes_keeps_the_earlier_ones(driver: StorageDriver) -> None:
+    path = upload_path("broken-big")
+    first = _noise(3 * MIB, 2)
+    driver.append(path, [first])
+
+    def body() -> Iterator[bytes]:
+        yield from _pieces(_noise(11 * MIB, 3), MIB)
+        raise ConnectionResetError("client went away")
+
+    with pytest.raises(ConnectionResetError):
+        driver.append(path, body())
+    assert driver.stat(path) == len(first)
+    rest = _noise(6 * MIB, 4)
+    assert driver.append(path, [rest]) == len(first) + len(rest)
+    target = blob_path(digest_of(first + rest))
+    driver.commit(path, target)
+    assert _read_all(driver, target) == first + rest
+
+
+@pytest.mark.parametrize("sizes", [(1000, 24), (6 * MIB + 1, 3), (6 * MIB, 5 * MIB + 1)])
+def test_reading_an_upload_then_appending_more(
+    driver: StorageDriver, sizes: tuple[int, int]
+) -> None:
+    """What re-hashing a session whose hash state is missing does, before its last chunk."""
+    path = upload_path("reread")
+    first, more = _noise(sizes[0], 5), _noise(sizes[1], 6)
+    driver.append(path, [first])
+    assert _read_all(driver, path) == first
+    assert _read_all(driver, path, len(first) - 1) == first[-1:]
+    assert driver.stat(path) == len(first)
+    assert driver.append(path, [more]) == len(first) + len(more)
+    assert _read_all(driver, path) == first + more
+    target = blob_path(digest_of(first + more))
+    driver.commit(path, target)
+    assert _read_all(driver, target) == first + more
+    assert _listing(driver, UPLOADS) == []
+
+
+@pytest.mark.parametrize("size", [3, 5 * MIB + 3])
+def test_appending_to_a_written_file(driver: StorageDriver, size: int) -> None:
+    path = upload_path("written")
+    first = _noise(size, 7)
+    driver.write_bytes(path, first)
+    assert driver.append(path, []) == size
+    assert driver.append(path, [b"more"]) == size + 4
+    assert _read_all(driver, path) == first + b"more"
+    driver.write_bytes(path, b"replaced")
+    assert driver.read_bytes(path) == b"replaced"
+    assert driver.stat(path) == len(b"replaced")
+
+
+def test_reading_at_the_end_gives_nothing(driver: StorageDriver) -> None:
+    blob = blob_path(digest_of(b"four"))
+    driver.write_bytes(blob, b"four")
+    assert _read_all(driver, blob, 4) == b""
+    upload = upload_path("at-end")
+    driver.append(upload, [b"four"])
+    assert _read_all(driver, upload, 4) == b""
+
+
+def test_deleting_an_upload_in_progress(driver: StorageDriver) -> None:
+    path = upload_path("doomed")
+    driver.append(path, [_noise(5 * MIB + 9, 8)])
+    driver.append(path, [b"tail"])
+    assert driver.delete(path) is True
+    assert not driver.exists(path)
+    assert driver.delete(path) is False
+    assert _listing(driver, "") == []
+    assert driver.append(path, [b"fresh"]) == 5
+    assert driver.read_bytes(path) == b"fresh"
+
+
+def test_committing_an_empty_upload(driver: StorageDriver) -> None:
+    path = upload_path("empty-commit")
+    driver.append(path, [])
+    target = blob_path(digest_of(b""))
+    driver.commit(path, target)
+    assert driver.stat(target) == 0
+    assert driver.read_bytes(target) == b""
+    assert _listing(driver, "") == [target]

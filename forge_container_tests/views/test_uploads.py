@@ -128,6 +128,16 @@ def test_post_opens_an_empty_session(client: FlaskClient, path: str) -> None:
     assert status_range(client, response.headers["Location"]) is None
 
 
+@pytest.mark.usefixtures("alice")
+def test_the_filesystem_takes_chunks_of_any_size(client: FlaskClient) -> None:
+    """No ``OCI-Chunk-Min-Length``: see ``test_uploads_s3.py`` for a store that has one."""
+    response = client.post("/v2/alice/app/blobs/uploads/", headers=ALICE)
+    assert "OCI-Chunk-Min-Length" not in response.headers
+    patched = client.patch(response.headers["Location"], data=b"a", headers=ALICE)
+    assert patched.status_code == 202
+    assert "OCI-Chunk-Min-Length" not in patched.headers
+
+
 def test_anonymous_callers_cannot_open_sessions(client: FlaskClient, alice: None) -> None:
     response = client.post("/v2/alice/app/blobs/uploads/")
     assert response.status_code == 401
