@@ -382,7 +382,15 @@ def start_ours(root: Path, env: dict[str, str], profile_dir: Path | None = None)
     port = free_port()
     app = "forge_container.demo:create_app()"
     command = [
-        *(sys.executable, "-m", "gunicorn", "-k", "gthread", "-b", f"127.0.0.1:{port}"),
+        *(
+            sys.executable,
+            "-m",
+            "gunicorn",
+            "-k",
+            os.environ.get("BENCH_WORKER_CLASS", "gthread"),
+            "-b",
+            f"127.0.0.1:{port}",
+        ),
         *("-w", str(WORKERS), "--threads", str(THREADS)),
         *("--timeout", "300", "--graceful-timeout", "5", "--keep-alive", "15"),
         *("--access-logfile", "-"),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ctypes.util
 import hashlib
 
 import pytest
@@ -72,7 +73,7 @@ def test_a_state_saved_mid_block_continues_over_many_pieces(algorithm: str) -> N
 
 
 def test_without_libcrypto_rehashes_takes_over(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(hashing.ctypes.util, "find_library", lambda name: None)
+    monkeypatch.setattr(ctypes.util, "find_library", lambda name: None)
     prefix, classes = hashing._implementation()
     assert prefix.startswith("rehashes-")
     hasher = classes["sha256"]()
