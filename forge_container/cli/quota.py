@@ -14,6 +14,7 @@ import click
 from forge_container.cli import container_cli
 from forge_container.host import Owner
 from forge_container.registry import quota
+from forge_container.sizes import human_size, parse_size
 from forge_container.state import get_state
 
 _HEADERS = (
@@ -57,7 +58,7 @@ def _parse_limit(value: str | None, *, sizes: bool) -> _Limit | None:
             raise click.BadParameter(f"{value!r} is not a whole number, 'unlimited' or 'default'")
         return _Limit(int(text))
     try:
-        return _Limit(quota.parse_size(value))
+        return _Limit(parse_size(value))
     except ValueError as exc:
         raise click.BadParameter(str(exc)) from None
 
@@ -184,7 +185,7 @@ def _usage_row(found: quota.Report) -> tuple[str, ...]:
     limits, usage = found.limits, found.usage
     return (
         found.owner_name,
-        quota.human_size(usage.total_size),
+        human_size(usage.total_size),
         _limit(quota.Quota.TOTAL_SIZE, limits.total_size),
         _percent(usage.total_size, limits.total_size),
         str(usage.versions),
@@ -195,7 +196,7 @@ def _usage_row(found: quota.Report) -> tuple[str, ...]:
 
 
 def _amount(kind: quota.Quota, value: int) -> str:
-    return str(value) if kind is quota.Quota.VERSIONS else quota.human_size(value)
+    return str(value) if kind is quota.Quota.VERSIONS else human_size(value)
 
 
 def _limit(kind: quota.Quota, value: int) -> str:

@@ -29,6 +29,7 @@ from forge_container.models import (
 )
 from forge_container.registry import quota
 from forge_container.registry.quota import Quota
+from forge_container.sizes import human_size
 from forge_container.state import get_state
 from forge_container_tests.helpers import basic, error_codes
 from forge_container_tests.manifest_fixtures import (
@@ -170,8 +171,8 @@ def expected_message(owner: str, case: Case, limit: int, used: int) -> str:
         what = f"{requested} versions would exceed the limit of {limit} versions ({used} in use)"
     else:
         what = (
-            f"total size {quota.human_size(requested)} would exceed the limit of"
-            f" {quota.human_size(limit)} ({quota.human_size(used)} in use)"
+            f"total size {human_size(requested)} would exceed the limit of"
+            f" {human_size(limit)} ({human_size(used)} in use)"
         )
     return f"quota exceeded for owner {owner}: {what}"
 
