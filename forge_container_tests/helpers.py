@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import base64
+import hashlib
 import time
 from typing import Any
 
+from flask.testing import FlaskClient
 from itsdangerous import TimestampSigner, URLSafeTimedSerializer
 from werkzeug.test import TestResponse
 
@@ -54,3 +56,15 @@ def signed_in_the_past(
     token = serializer.dumps({"aud": "forge-container", "jti": "j", "access": [], **(extra or {})})
     assert isinstance(token, str)
     return token
+
+
+def push_blob(
+    client: FlaskClient, data: bytes, *, image: str = "alice/app", headers: dict[str, str]
+) -> str:
+    """Upload ``data`` into ``image`` in one ``POST ?digest=`` (asserting 201); its digest."""
+    digest = "sha256:" + hashlib.sha256(data).hexdigest()
+    response = client.post(
+        f"/v2/{image}/blobs/uploads/?digest={digest}", data=data, headers=headers, buffered=True
+    )
+    assert response.status_code == 201, response.data
+    return digest

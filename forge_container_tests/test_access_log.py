@@ -11,9 +11,8 @@ from flask import Flask
 from flask.testing import FlaskClient
 
 from forge_container.access_log import JsonFormatter, RequestRecord, log_request
-from forge_container.digest import digest_of
 from forge_container.mediatypes import OCI_CONFIG, OCI_MANIFEST
-from forge_container_tests.helpers import basic
+from forge_container_tests.helpers import basic, push_blob
 from forge_container_tests.manifest_fixtures import config_bytes, descriptor, image_manifest
 
 ALICE = basic("alice", "pw-alice")
@@ -32,20 +31,11 @@ def lines(caplog: pytest.LogCaptureFixture) -> list[dict[str, Any]]:
     return [r.access for r in caplog.records if r.name == LOGGER]  # type: ignore[attr-defined]
 
 
-def push_blob(client: FlaskClient, data: bytes = BLOB) -> str:
-    digest = str(digest_of(data))
-    response = client.post(
-        f"/v2/alice/app/blobs/uploads/?digest={digest}", data=data, headers=ALICE, buffered=True
-    )
-    assert response.status_code == 201, response.data
-    return digest
-
-
 def test_an_upload_and_a_download_log_who_moved_what(
     client: FlaskClient, forge: Any, access: pytest.LogCaptureFixture
 ) -> None:
     forge.user("alice")
-    digest = push_blob(client)
+    digest = push_blob(client, BLOB, headers=ALICE)
     response = client.get(f"/v2/alice/app/blobs/{digest}", headers=ALICE, buffered=True)
     assert response.data == BLOB
 
@@ -84,7 +74,7 @@ def test_a_manifest_by_tag_logs_the_tag(
     config = config_bytes()
     layer = b"layer"
     for data in (config, layer):
-        push_blob(client, data)
+        push_blob(client, data, headers=ALICE)
     manifest = image_manifest(descriptor(config, OCI_CONFIG), [descriptor(layer, OCI_CONFIG)])
     response = client.put(
         "/v2/alice/app/manifests/v1",

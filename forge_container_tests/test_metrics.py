@@ -19,7 +19,7 @@ from forge_container.digest import digest_of
 from forge_container.models import utcnow
 from forge_container.registry import gc, quota
 from forge_container.state import get_state
-from forge_container_tests.helpers import basic, bearer, error_codes
+from forge_container_tests.helpers import basic, bearer, error_codes, push_blob
 from forge_container_tests.sibling_app import sibling_app
 
 ALICE = basic("alice", "pw-alice")
@@ -50,15 +50,6 @@ def value(samples: Samples, name: str, **labels: str) -> float:
     return samples.get((name, frozenset(labels.items())), 0.0)
 
 
-def push(client: FlaskClient, data: bytes = BLOB) -> str:
-    digest = str(digest_of(data))
-    response = client.post(
-        f"/v2/alice/app/blobs/uploads/?digest={digest}", data=data, headers=ALICE, buffered=True
-    )
-    assert response.status_code == 201, response.data
-    return digest
-
-
 def test_only_the_scrapers_token_sees_the_metrics(client: FlaskClient) -> None:
     for headers in ({}, bearer("wrong-token-0123456789"), {"Authorization": f"Basic {TOKEN}"}):
         response = client.get(METRICS, headers=headers)
@@ -74,7 +65,7 @@ def test_requests_bytes_and_latency_by_route(client: FlaskClient, forge: Any) ->
     forge.user("alice")
     client.get("/v2/", buffered=True)
     client.get("/v2/", buffered=True)
-    digest = push(client)
+    digest = push_blob(client, BLOB, headers=ALICE)
     response = client.get(f"/v2/alice/app/blobs/{digest}", headers=ALICE, buffered=True)
     assert response.data == BLOB
 
@@ -106,7 +97,7 @@ def test_garbage_collection_runs_and_bytes_freed(
     app: Flask, client: FlaskClient, forge: Any
 ) -> None:
     forge.user("alice")
-    push(client)  # a layer no manifest uses
+    push_blob(client, BLOB, headers=ALICE)  # a layer no manifest uses
     later = utcnow() + timedelta(hours=2)
     with app.app_context():
         state = get_state()

@@ -16,7 +16,7 @@ from forge_container.access_log import RequestRecord
 from forge_container.digest import digest_of
 from forge_container.mediatypes import OCI_CONFIG, OCI_MANIFEST
 from forge_container.views.middleware import MeteredBody, MeteredInput, RegistryMiddleware
-from forge_container_tests.helpers import basic
+from forge_container_tests.helpers import basic, push_blob
 from forge_container_tests.manifest_fixtures import config_bytes, descriptor, image_manifest
 from forge_container_tests.test_throttle import FakeTime
 
@@ -46,15 +46,6 @@ def access(caplog: pytest.LogCaptureFixture) -> Callable[[], list[dict[str, Any]
     return lines
 
 
-def push(client: FlaskClient, data: bytes) -> str:
-    digest = str(digest_of(data))
-    response = client.post(
-        f"/v2/alice/app/blobs/uploads/?digest={digest}", data=data, headers=ALICE, buffered=True
-    )
-    assert response.status_code == 201, response.data
-    return digest
-
-
 def fetch(client: FlaskClient, digest: str, **kwargs: Any) -> bytes:
     response = client.get(f"/v2/alice/app/blobs/{digest}", headers=ALICE, buffered=True, **kwargs)
     assert response.status_code == 200
@@ -66,7 +57,7 @@ def test_a_capped_upload_arrives_intact_at_the_capped_pace(
     client: FlaskClient, forge: Any, time: FakeTime
 ) -> None:
     forge.user("alice")
-    digest = push(client, BLOB)
+    digest = push_blob(client, BLOB, headers=ALICE)
     assert sum(time.sleeps) == pytest.approx(len(BLOB) / RATE)
     assert len(time.sleeps) == len(BLOB) // (RATE // 4) + 1
     uploaded = list(time.sleeps)
@@ -92,7 +83,7 @@ def test_chunks_are_capped_and_manifests_are_not(
 
     time.sleeps.clear()
     config = config_bytes()
-    push(client, config)
+    push_blob(client, config, headers=ALICE)
     time.sleeps.clear()
     manifest = image_manifest(descriptor(config, OCI_CONFIG), [descriptor(BLOB, OCI_CONFIG)])
     response = client.put(
@@ -129,7 +120,7 @@ def test_a_capped_download_is_paced_and_not_sent_with_sendfile(
     access: Callable[[], list[dict[str, Any]]],
 ) -> None:
     forge.user("alice")
-    digest = push(client, BLOB)
+    digest = push_blob(client, BLOB, headers=ALICE)
     assert time.sleeps == []  # uploads are not capped
     assert fetch(client, digest, environ_base={"wsgi.file_wrapper": file_wrapper}) == BLOB
     assert file_wrapper.made == []
@@ -144,7 +135,7 @@ def test_an_uncapped_download_keeps_the_servers_file_wrapper(
     access: Callable[[], list[dict[str, Any]]],
 ) -> None:
     forge.user("alice")
-    digest = push(client, BLOB)
+    digest = push_blob(client, BLOB, headers=ALICE)
     response = client.get(
         f"/v2/alice/app/blobs/{digest}",
         headers=ALICE,
