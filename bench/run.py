@@ -1,8 +1,8 @@
 """forge-container against CNCF Distribution: the same workload, the same machine, one table.
 
 ``python bench/run.py [--quick] [--profile]`` (with the project's venv). It creates a fresh
-PostgreSQL database and a temp dir, starts our registry (gunicorn ``-k gthread -w 2
---threads 8`` serving the demo forge, bearer tokens from ``/v2/token``) and Distribution
+PostgreSQL database and a temp dir, starts our registry (gunicorn ``-k gthread -w 4
+--threads 4`` serving the demo forge, bearer tokens from ``/v2/token``) and Distribution
 (``docker-registry serve``, filesystem storage, no auth) on free loopback ports, runs every
 workload against both (alternating which goes first), prints the table, and removes it all.
 Both servers receive the same requests with the same bytes, the ``Authorization`` header
@@ -52,7 +52,7 @@ GIB = 1024 * MIB
 POSTGRES_URL = os.environ.get("BENCH_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/")
 USER, PASSWORD = "alice", "alice-bench-password"
 #: gunicorn's shape for our server; ``--workers`` and ``--threads`` change it for one run.
-WORKERS, THREADS = int(os.environ.get("BENCH_WORKERS", 2)), int(os.environ.get("BENCH_THREADS", 8))
+WORKERS, THREADS = int(os.environ.get("BENCH_WORKERS", 4)), int(os.environ.get("BENCH_THREADS", 4))
 OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
 ACCEPT = ", ".join(
     [
