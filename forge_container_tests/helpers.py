@@ -4,12 +4,18 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import io
 import time
 from typing import Any
 
 from flask.testing import FlaskClient
 from itsdangerous import TimestampSigner, URLSafeTimedSerializer
 from werkzeug.test import TestResponse
+
+from forge_container.digest import digest_of
+from forge_container.registry import uploads
+from forge_container.registry.blobs import BlobInfo
+from forge_container.state import RegistryState
 
 
 def basic(username: str, secret: str) -> dict[str, str]:
@@ -68,3 +74,16 @@ def push_blob(
     )
     assert response.status_code == 201, response.data
     return digest
+
+
+def upload_bytes(state: RegistryState, who: uploads.Uploader, data: bytes) -> BlobInfo:
+    """Store ``data`` in ``who``'s image with one monolithic upload, through the service."""
+    return uploads.upload_blob(
+        state.db.session(),
+        state.storage,
+        state.settings,
+        who,
+        str(digest_of(data)),
+        io.BytesIO(data),
+        content_length=len(data),
+    )

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-import io
 from collections.abc import Iterator
 from typing import Any
 
@@ -19,6 +18,7 @@ from forge_container.registry import blobs, uploads
 from forge_container.registry.blobs import ByteRange
 from forge_container.state import RegistryState, get_state
 from forge_container.storage.paths import blob_path
+from forge_container_tests.helpers import upload_bytes
 
 DATA = b"0123456789"
 DIGEST = "sha256:" + hashlib.sha256(DATA).hexdigest()
@@ -30,15 +30,7 @@ def state(app: Flask) -> Iterator[RegistryState]:
     with app.app_context():
         state = get_state(app)
         who = uploads.Uploader("u:1", "alice", "app", "u:1")
-        uploads.upload_blob(
-            state.db.session(),
-            state.storage,
-            state.settings,
-            who,
-            DIGEST,
-            io.BytesIO(DATA),
-            content_length=len(DATA),
-        )
+        upload_bytes(state, who, DATA)
         yield state
 
 

@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import pytest
-from flask import Flask
 from sqlalchemy.orm import Session
 
 from forge_container.errors import NameInvalid, PaginationNumberInvalid
@@ -13,13 +10,6 @@ from forge_container.mediatypes import OCI_MANIFEST
 from forge_container.models import Package, PackageVersion
 from forge_container.names import ImageName
 from forge_container.registry import catalog
-from forge_container.state import get_state
-
-
-@pytest.fixture
-def session(app: Flask) -> Iterator[Session]:
-    with app.app_context():
-        yield get_state(app).db.session()
 
 
 def seed(session: Session, *names: str, versions: int = 1, owner_id: str | None = None) -> None:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import dataclasses
 import io
-from collections.abc import Iterator
 from datetime import timedelta
 from typing import Any
 
@@ -35,12 +34,6 @@ from forge_container_tests.manifest_fixtures import (
 
 OWNER = "u:1"
 HOUR = timedelta(hours=1)
-
-
-@pytest.fixture
-def session(app: Flask) -> Iterator[Session]:
-    with app.app_context():
-        yield get_state(app).db.session()
 
 
 @pytest.fixture

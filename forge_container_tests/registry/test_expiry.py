@@ -7,7 +7,6 @@ import io
 import os
 import time
 import uuid
-from collections.abc import Iterator
 from datetime import timedelta
 from typing import Any
 
@@ -25,12 +24,6 @@ from forge_container.storage.paths import upload_path
 
 WHO = uploads.Uploader(owner_id="u:1", owner_name="alice", image="app", principal_id="u:1")
 DAY = timedelta(days=1)
-
-
-@pytest.fixture
-def session(app: Flask) -> Iterator[Session]:
-    with app.app_context():
-        yield get_state(app).db.session()
 
 
 def expire(app: Flask, *, later: timedelta = 2 * DAY, dry_run: bool = False) -> ExpiryReport:

@@ -35,6 +35,7 @@ from forge_container.registry.gc import GcReport
 from forge_container.registry.manifest_format import parse_manifest
 from forge_container.state import get_state
 from forge_container.storage.paths import blob_path
+from forge_container_tests.helpers import upload_bytes
 from forge_container_tests.manifest_fixtures import (
     LAYER_GZIP,
     descriptor,
@@ -168,12 +169,6 @@ def pullable(app: Flask, reference: str, repo: str = IMAGE) -> bool:
 
 def layer(n: int) -> bytes:
     return f"layer {n} ".encode() * 100
-
-
-@pytest.fixture
-def session(app: Flask) -> Iterator[Session]:
-    with app.app_context():
-        yield get_state(app).db.session()
 
 
 # -- untagged manifests -------------------------------------------------------------------------
@@ -312,10 +307,7 @@ def test_a_tagged_referrer_stays_without_its_subject(app: Flask) -> None:
 def test_an_unused_upload_survives_the_grace_then_goes(app: Flask, session: Session) -> None:
     data = b"a layer whose manifest never came"
     state = get_state(app)
-    uploads.upload_blob(
-        session, state.storage, state.settings, WHO, str(digest_of(data)),
-        io.BytesIO(data), content_length=len(data),
-    )  # fmt: skip
+    upload_bytes(state, WHO, data)
 
     assert collect(app, later=HOUR / 2, gc_grace=3600) == GcReport(False, (), 0, 0, 0, 0)
     assert linked(app, str(digest_of(data))) and stored(app, str(digest_of(data)))
@@ -437,10 +429,7 @@ def test_a_monolithic_upload_puts_back_collected_bytes(app: Flask, session: Sess
     _drop_bytes(app, data)
     state = get_state(app)
 
-    uploads.upload_blob(
-        session, state.storage, state.settings, WHO, str(digest_of(data)),
-        io.BytesIO(data), content_length=len(data),
-    )  # fmt: skip
+    upload_bytes(state, WHO, data)
 
     assert state.storage.read_bytes(blob_path(digest_of(data))) == data
 
@@ -497,10 +486,7 @@ def test_an_upload_puts_back_bytes_collected_under_it(app: Flask, database_url: 
 
     def upload() -> None:
         with app.app_context():
-            uploads.upload_blob(
-                state.db.session(), state.storage, state.settings, WHO, str(digest_of(data)),
-                io.BytesIO(data), content_length=len(data),
-            )  # fmt: skip
+            upload_bytes(state, WHO, data)
 
     with collecting(app, database_url, data):
         pushing = in_thread(upload)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import io
 import json
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import pytest
@@ -66,12 +66,6 @@ from forge_container_tests.manifest_fixtures import (
 OWNER = "u:1"
 IMAGE = "app"
 DIGEST_A = "sha256:" + "a" * 64
-
-
-@pytest.fixture
-def session(app: Flask) -> Iterator[Session]:
-    with app.app_context():
-        yield get_state(app).db.session()
 
 
 def push(

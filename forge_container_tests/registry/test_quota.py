@@ -5,19 +5,18 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import io
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from flask import Flask
 
 from forge_container.digest import parse_digest
 from forge_container.errors import BlobUploadUnknown
 from forge_container.mediatypes import OCI_CONFIG, OCI_INDEX, OCI_MANIFEST
 from forge_container.registry import blobs, manifests, quota, uploads
 from forge_container.registry.quota import Limits, Override, Quota, QuotaExceeded, Usage
-from forge_container.state import RegistryState, get_state
+from forge_container.state import RegistryState
 from forge_container.storage.paths import blob_path, upload_path
+from forge_container_tests.helpers import upload_bytes
 from forge_container_tests.manifest_fixtures import (
     LAYER_GZIP,
     config_bytes,
@@ -35,24 +34,6 @@ LAYER = b"L" * 1000
 
 def sha(data: bytes) -> str:
     return f"sha256:{hashlib.sha256(data).hexdigest()}"
-
-
-@pytest.fixture
-def state(app: Flask) -> Iterator[RegistryState]:
-    with app.app_context():
-        yield get_state(app)
-
-
-def upload(state: RegistryState, who: uploads.Uploader, data: bytes) -> blobs.BlobInfo:
-    return uploads.upload_blob(
-        state.db.session(),
-        state.storage,
-        state.settings,
-        who,
-        sha(data),
-        io.BytesIO(data),
-        content_length=len(data),
-    )
 
 
 def push(
@@ -75,8 +56,8 @@ def push(
 
 def image(state: RegistryState, who: uploads.Uploader, layer: bytes = LAYER, **extra: Any) -> bytes:
     """Upload a config and ``layer`` into ``who``'s image; a manifest of them."""
-    upload(state, who, CONFIG)
-    upload(state, who, layer)
+    upload_bytes(state, who, CONFIG)
+    upload_bytes(state, who, layer)
     return image_manifest(descriptor(CONFIG, OCI_CONFIG), [descriptor(layer, LAYER_GZIP)], **extra)
 
 
@@ -111,8 +92,8 @@ def test_usage_counts_each_distinct_blob_once_and_every_manifest(state: Registry
 
 
 def test_a_blob_of_another_owner_counts_for_both(state: RegistryState) -> None:
-    upload(state, ALICE, LAYER)
-    upload(state, BOB, LAYER)
+    upload_bytes(state, ALICE, LAYER)
+    upload_bytes(state, BOB, LAYER)
     assert usage(state, "u:1").total_size == usage(state, "u:2").total_size == len(LAYER)
 
 
@@ -141,9 +122,9 @@ def test_unfinished_uploads_count_nothing(state: RegistryState) -> None:
 
 
 def test_owners_are_listed_by_name(state: RegistryState) -> None:
-    upload(state, BOB, b"b")
-    upload(state, uploads.Uploader("o:1", "Acme", "app", "u:1"), b"a")
-    upload(state, ALICE, b"c")
+    upload_bytes(state, BOB, b"b")
+    upload_bytes(state, uploads.Uploader("o:1", "Acme", "app", "u:1"), b"a")
+    upload_bytes(state, ALICE, b"c")
     assert quota.owners(state.db.session()) == [("o:1", "Acme"), ("u:1", "alice"), ("u:2", "bob")]
 
 
@@ -184,11 +165,11 @@ def test_a_negative_limit_is_refused(state: RegistryState) -> None:
 @pytest.mark.parametrize("app_config", [{"CONTAINER_REGISTRY_QUOTA_BLOB_SIZE": 10}])
 def test_the_settings_apply_to_owners_without_overrides(state: RegistryState) -> None:
     with pytest.raises(QuotaExceeded, match="a blob of 1000 B exceeds the limit of 10 B"):
-        upload(state, ALICE, LAYER)
+        upload_bytes(state, ALICE, LAYER)
     limit(state, "u:1", Quota.BLOB_SIZE, 0)  # unlimited for alice
-    upload(state, ALICE, LAYER)
+    upload_bytes(state, ALICE, LAYER)
     with pytest.raises(QuotaExceeded):
-        upload(state, BOB, LAYER)
+        upload_bytes(state, BOB, LAYER)
 
 
 # --- what a check lets through, and what a refusal leaves ----------------------------------
@@ -199,7 +180,7 @@ def test_a_push_that_adds_nothing_passes_over_the_limits(state: RegistryState) -
     push(state, ALICE, body, "v1")
     limit(state, "u:1", Quota.TOTAL_SIZE, 1)
     limit(state, "u:1", Quota.VERSIONS, 1)
-    assert upload(state, ALICE, LAYER).size == len(LAYER)  # already held
+    assert upload_bytes(state, ALICE, LAYER).size == len(LAYER)  # already held
     assert push(state, ALICE, body, "again").tags == ()  # re-tags the same version
     with pytest.raises(QuotaExceeded, match="2 versions would exceed the limit of 1"):
         push(state, ALICE, image_manifest(descriptor(CONFIG, OCI_CONFIG), []))
@@ -247,10 +228,10 @@ def test_a_refused_chunked_upload_drops_its_session_and_bytes(state: RegistrySta
 
 
 def test_a_refused_upload_leaves_the_copy_another_owner_stored(state: RegistryState) -> None:
-    upload(state, BOB, LAYER)
+    upload_bytes(state, BOB, LAYER)
     limit(state, "u:1", Quota.TOTAL_SIZE, 10)
     with pytest.raises(QuotaExceeded):
-        upload(state, ALICE, LAYER)
+        upload_bytes(state, ALICE, LAYER)
     assert blobs.find_linked(state.db.session(), "u:1", "app", sha(LAYER)) is None
     body = blobs.read_blob(state.db.session(), state.storage, "u:2", "app", sha(LAYER))
     assert body.stream is not None
@@ -260,7 +241,7 @@ def test_a_refused_upload_leaves_the_copy_another_owner_stored(state: RegistrySt
 
 
 def test_a_refused_mount_links_nothing(state: RegistryState) -> None:
-    upload(state, BOB, LAYER)
+    upload_bytes(state, BOB, LAYER)
     limit(state, "u:1", Quota.TOTAL_SIZE, len(LAYER) - 1)
     with pytest.raises(QuotaExceeded, match="total size 1000 B would exceed the limit of 999 B"):
         uploads.mount_blob(
@@ -289,10 +270,10 @@ def test_an_admins_push_is_exempt_only_when_configured(
     limit(state, "u:1", Quota.BLOB_SIZE, 1)
     admin = dataclasses.replace(ALICE, principal_id="u:9", is_admin=True)
     if app_config["CONTAINER_REGISTRY_QUOTA_EXEMPT_ADMINS"]:
-        upload(state, admin, LAYER)
+        upload_bytes(state, admin, LAYER)
         push(state, admin, image(state, admin))
     else:
         with pytest.raises(QuotaExceeded):
-            upload(state, admin, LAYER)
+            upload_bytes(state, admin, LAYER)
     with pytest.raises(QuotaExceeded):
-        upload(state, ALICE, b"not an admin")
+        upload_bytes(state, ALICE, b"not an admin")

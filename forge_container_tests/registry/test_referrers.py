@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from flask import Flask
 from sqlalchemy.orm import Session
 
 from forge_container.digest import digest_of
@@ -16,19 +14,12 @@ from forge_container.models import Package, PackageBlob, PackageFile, PackageVer
 from forge_container.names import ImageName
 from forge_container.registry import referrers
 from forge_container.registry.referrers import Referrer, ReferrersPage
-from forge_container.state import get_state
 
 OWNER = "o:1"
 NAME = ImageName("acme", "app")
 SUBJECT = digest_of(b"the subject manifest")
 SIGNATURE = "application/vnd.dev.cosign.signature"
 SBOM = "application/spdx+json"
-
-
-@pytest.fixture
-def session(app: Flask) -> Iterator[Session]:
-    with app.app_context():
-        yield get_state(app).db.session()
 
 
 @pytest.fixture

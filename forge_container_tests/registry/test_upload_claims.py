@@ -3,32 +3,20 @@
 from __future__ import annotations
 
 import io
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import timedelta
 
 import pytest
-from flask import Flask
 from sqlalchemy import update
 from sqlalchemy.orm import Session
 
 from forge_container.errors import BlobUploadInvalid, BlobUploadUnknown, SizeInvalid
 from forge_container.models import BlobUpload, utcnow
 from forge_container.registry import upload_claims, uploads
-from forge_container.state import RegistryState, get_state
+from forge_container.state import RegistryState
 from forge_container.storage.paths import upload_path
 
 ALICE = uploads.Uploader(owner_id="u:1", owner_name="alice", image="app", principal_id="u:1")
-
-
-@pytest.fixture
-def state(app: Flask) -> Iterator[RegistryState]:
-    with app.app_context():
-        yield get_state(app)
-
-
-@pytest.fixture
-def session(state: RegistryState) -> Session:
-    return state.db.session()
 
 
 def load(state: RegistryState, upload_id: str) -> upload_claims.Snapshot:

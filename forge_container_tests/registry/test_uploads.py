@@ -5,10 +5,8 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import io
-from collections.abc import Iterator
 
 import pytest
-from flask import Flask
 from sqlalchemy import update
 from sqlalchemy.orm import Session
 
@@ -20,25 +18,15 @@ from forge_container.errors import (
 )
 from forge_container.models import BlobUpload
 from forge_container.registry import blobs, uploads
-from forge_container.state import RegistryState, get_state
+from forge_container.state import RegistryState
 from forge_container.storage.paths import upload_path
+from forge_container_tests.helpers import upload_bytes
 
 ALICE = uploads.Uploader(owner_id="u:1", owner_name="alice", image="app", principal_id="u:1")
 
 
 def sha(data: bytes, algorithm: str = "sha256") -> str:
     return f"{algorithm}:{hashlib.new(algorithm, data).hexdigest()}"
-
-
-@pytest.fixture
-def state(app: Flask) -> Iterator[RegistryState]:
-    with app.app_context():
-        yield get_state(app)
-
-
-@pytest.fixture
-def session(state: RegistryState) -> Session:
-    return state.db.session()
 
 
 def append(
@@ -252,16 +240,7 @@ def test_a_monolithic_upload_of_known_content_links_it_again(state: RegistryStat
 def seed_images(state: RegistryState, data: bytes, *owners: tuple[str, str]) -> str:
     """``data`` uploaded into each ``(owner id, image)``; its digest."""
     for owner_id, image in owners:
-        who = uploads.Uploader(owner_id, owner_id.upper(), image, owner_id)
-        uploads.upload_blob(
-            state.db.session(),
-            state.storage,
-            state.settings,
-            who,
-            sha(data),
-            io.BytesIO(data),
-            content_length=len(data),
-        )
+        upload_bytes(state, uploads.Uploader(owner_id, owner_id.upper(), image, owner_id), data)
     return sha(data)
 
 

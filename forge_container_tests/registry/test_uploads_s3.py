@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import io
 import random
-from collections.abc import Iterator
 from datetime import timedelta
 from typing import Any
 
@@ -21,8 +20,9 @@ from forge_container.digest import digest_of
 from forge_container.errors import DigestInvalid
 from forge_container.models import BlobUpload, utcnow
 from forge_container.registry import expiry, uploads
-from forge_container.state import RegistryState, get_state
+from forge_container.state import RegistryState
 from forge_container.storage.paths import blob_path, upload_path
+from forge_container_tests.helpers import upload_bytes
 from forge_container_tests.registry.test_gc import collect, image, layer
 from forge_container_tests.s3_server import Bucket
 
@@ -33,12 +33,6 @@ ALICE = uploads.Uploader(owner_id="u:1", owner_name="alice", image="app", princi
 @pytest.fixture
 def app_config(s3_config: dict[str, Any]) -> dict[str, Any]:
     return s3_config
-
-
-@pytest.fixture
-def state(app: Flask) -> Iterator[RegistryState]:
-    with app.app_context():
-        yield get_state(app)
 
 
 def noise(size: int, seed: int = 0) -> bytes:
@@ -69,10 +63,7 @@ def blob_key(data: bytes) -> str:
 
 def test_a_monolithic_upload_lands_at_its_digest(state: RegistryState, s3_bucket: Bucket) -> None:
     data = noise(2 * PART + 3, 1)
-    info = uploads.upload_blob(
-        state.db.session(), state.storage, state.settings, ALICE, str(digest_of(data)),
-        io.BytesIO(data), content_length=len(data),
-    )  # fmt: skip
+    info = upload_bytes(state, ALICE, data)
     assert info.size == len(data)
     assert s3_bucket.objects() == [blob_key(data)]
     assert s3_bucket.multipart_uploads() == []
