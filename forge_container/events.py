@@ -36,8 +36,9 @@ image_pushed = _signals.signal("image-pushed")
 #: ``image``, ``tag``, ``digest`` (of the manifest it pointed at), ``principal_id``
 #: (``None`` for jobs).
 tag_deleted = _signals.signal("tag-deleted")
-#: A manifest and its tags were removed: ``owner_id``, ``owner_name``, ``image``,
-#: ``digest``, ``tags`` (tuple, sorted: the tags it had), ``principal_id`` (``None`` for jobs).
+#: A manifest and its tags were removed (by DELETE, a cleanup rule, or garbage collection of
+#: untagged manifests): ``owner_id``, ``owner_name``, ``image``, ``digest``, ``tags`` (tuple,
+#: sorted: the tags it had), ``principal_id`` (``None`` for jobs).
 manifest_deleted = _signals.signal("manifest-deleted")
 #: A blob upload finished or a blob was mounted into an image: ``owner_id``, ``owner_name``,
 #: ``image``, ``digest``, ``size``, ``mounted`` (bool), ``principal_id``.

@@ -90,11 +90,23 @@ def collect_garbage(
 ) -> GcReport:
     """Run the four steps; idempotent, and safe to run on several workers at once.
 
-    Sends :data:`~forge_container.events.gc_finished` after a real run.
+    A real run sends :data:`~forge_container.events.manifest_deleted` for each manifest it
+    removed, then :data:`~forge_container.events.gc_finished`.
     """
     now = now or utcnow()
     gone = Gone()
     manifests = gc_manifests.collect(session, settings, now=now, dry_run=dry_run, gone=gone)
+    if not dry_run:
+        for manifest in manifests:
+            events.send(
+                events.manifest_deleted,
+                owner_id=manifest.owner_id,
+                owner_name=manifest.owner_name,
+                image=manifest.image,
+                digest=manifest.digest,
+                tags=(),
+                principal_id=None,
+            )
     cutoff = now - timedelta(seconds=settings.gc_grace)
     links = _links(session, settings, cutoff, dry_run, gone)
     blobs = _blobs(session, storage, settings, cutoff, dry_run, gone)

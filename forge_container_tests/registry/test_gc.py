@@ -18,6 +18,7 @@ from flask import Flask
 from sqlalchemy import create_engine, delete, select, text
 from sqlalchemy.orm import Session
 
+from forge_container import events
 from forge_container.digest import digest_of, parse_digest
 from forge_container.mediatypes import OCI_MANIFEST
 from forge_container.models import (
@@ -190,6 +191,31 @@ def test_a_replaced_manifest_goes_after_the_untagged_age_with_the_blobs_only_it_
     assert not any(stored(app, digest) for digest in gone)
     assert (report.links, report.blobs) == (3, 3)
     assert stored(app, str(digest_of(layer(2)))) and pullable(app, "latest")
+
+
+def test_each_manifest_removed_is_announced_and_a_dry_run_announces_none(app: Flask) -> None:
+    old = image(app, "old", "latest", layers=(layer(1),))
+    image(app, "new", "latest", layers=(layer(2),))
+    announced: list[dict[str, Any]] = []
+
+    def on_deleted(sender: str, **change: Any) -> None:
+        announced.append(change)
+
+    with events.manifest_deleted.connected_to(on_deleted):
+        collect(app, gc_untagged_age=3600, dry_run=True)
+        assert announced == []
+        report = collect(app, gc_untagged_age=3600)
+
+    assert announced == [
+        {
+            "owner_id": OWNER,
+            "owner_name": report.manifests[0].owner_name,
+            "image": IMAGE,
+            "digest": old,
+            "tags": (),
+            "principal_id": None,
+        }
+    ]
 
 
 def test_freed_bytes_are_the_sizes_of_the_blobs_removed(app: Flask) -> None:
