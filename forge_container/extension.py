@@ -4,14 +4,16 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from flask import Flask
+from flask import Flask, current_app, has_app_context
 
+from forge_container import events
 from forge_container.auth.ratelimit import make_failure_limiter, make_request_limiter
 from forge_container.auth.tokens import TokenService
 from forge_container.cache import HotPathCache
 from forge_container.cli import container_cli
 from forge_container.config import DEFAULTS, ConfigError, Settings, load_settings
 from forge_container.host import HostAdapter
+from forge_container.manifest_refs import ManifestRefs
 from forge_container.redis_client import make_redis
 from forge_container.state import EXTENSION_KEY, RegistryState
 from forge_container.storage import make_driver
@@ -69,6 +71,9 @@ class ContainerRegistry:
             storage=make_driver(settings, db=db),
             redis=redis,
             cache=HotPathCache(settings.cache_ttl),
+            manifest_refs=ManifestRefs(
+                redis, prefix=settings.redis_key_prefix, ttl=settings.cache_ttl
+            ),
             request_limiter=request_limiter if request_limiter.enabled else None,
             metrics=metrics,
         )
@@ -77,6 +82,16 @@ class ContainerRegistry:
             app.wsgi_app, settings.operations, metrics
         )
         app.cli.add_command(container_cli)
+        for signal in (events.image_pushed, events.tag_deleted, events.manifest_deleted):
+            signal.connect(_forget_lookups)
+
+
+def _forget_lookups(sender: object, *, owner_id: str, image: str, **change: object) -> None:
+    """A committed change to an image's tags or manifests: its cached lookups are stale."""
+    if has_app_context():
+        state = current_app.extensions.get(EXTENSION_KEY)
+        if isinstance(state, RegistryState):
+            state.manifest_refs.invalidate(owner_id, image)
 
 
 def _make_metrics(settings: Settings) -> RegistryMetrics | None:

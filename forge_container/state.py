@@ -12,6 +12,7 @@ from forge_container.auth.tokens import TokenService
 from forge_container.cache import ContentCache, HotPathCache
 from forge_container.config import Settings
 from forge_container.host import HostAdapter
+from forge_container.manifest_refs import ManifestRefs
 from forge_container.storage import StorageDriver
 
 if TYPE_CHECKING:
@@ -39,6 +40,10 @@ class RegistryState:
     cache: HotPathCache
     #: Manifest bytes by digest, for pulls (the lookup that authorizes them is never cached).
     manifest_bytes: ContentCache = field(default_factory=ContentCache)
+    #: Tag and digest lookups of pulls, invalidated across processes through Redis.
+    manifest_refs: ManifestRefs[Any] = field(
+        default_factory=lambda: ManifestRefs(None, prefix="", ttl=0)
+    )
     #: Requests per principal or address (``CONTAINER_REGISTRY_RATE_LIMIT_*``); ``None``: off.
     request_limiter: RequestLimiter | None = None
     #: Prometheus metrics, when ``CONTAINER_REGISTRY_METRICS_ENABLED``.

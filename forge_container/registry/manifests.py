@@ -17,7 +17,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import IO, TYPE_CHECKING, Any, TypeVar
 
-from sqlalchemy import Row, Select, and_, bindparam, select
+from sqlalchemy import Select, and_, bindparam, select
 from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import Session
 
@@ -47,6 +47,7 @@ from forge_container.storage.paths import blob_path
 
 if TYPE_CHECKING:
     from forge_container.cache import ContentCache
+    from forge_container.manifest_refs import ManifestRefs
 
 #: ``?tag=`` values one push may carry (the spec asks for at least 10); more is 414.
 MAX_TAGS_PER_PUSH = 64
@@ -164,18 +165,24 @@ def get_manifest(
     reference: str,
     read: bool = True,
     cache: ContentCache | None = None,
+    refs: ManifestRefs[Any] | None = None,
 ) -> StoredManifest:
-    """The manifest ``reference`` names, with its bytes when ``read``: one indexed query.
+    """The manifest ``reference`` names, with its bytes when ``read``: one indexed query,
+    or none when ``refs`` holds the answer for the image's current generation.
 
-    ``cache`` keeps manifest bytes by digest, so a pull may skip the storage read. The
-    query always runs (a tag may have moved, the manifest may be deleted): only the bytes
-    of a digest this image has now are served, and only bytes that hash to it are kept.
+    ``cache`` keeps manifest bytes by digest, so a pull may skip the storage read: only
+    the bytes of a digest this image has now are served, and only bytes that hash to it
+    are kept.
 
     :raises ManifestUnknown: nothing by that reference (or its bytes are gone).
     :raises DigestInvalid: a malformed digest.
     """
     ref = parse_reference(reference)
-    row = _lookup(session, owner_id, image, ref)
+    row = (
+        refs.lookup(owner_id, image, reference, lambda: _lookup(session, owner_id, image, ref))
+        if refs is not None
+        else _lookup(session, owner_id, image, ref)
+    )
     if row is None:
         raise ManifestUnknown(f"manifest unknown: {ref}")
     digest, media_type, size = row
@@ -347,7 +354,7 @@ _BY_TAG, _BY_DIGEST = _lookup_statements()
 
 def _lookup(
     session: Session, owner_id: str, image: str, ref: Reference
-) -> Row[str, str, int] | None:
+) -> tuple[str, str, int] | None:
     """Digest, media type and manifest size of a reference: one query on unique indexes.
 
     A Core execution (the ORM's per-statement work is not needed), outside any transaction
@@ -359,4 +366,5 @@ def _lookup(
         statement = _BY_DIGEST
         params = {"owner_id": owner_id, "image": image, "digest": str(ref.digest)}
     with read_connection(session) as connection:
-        return connection.execute(statement, params).one_or_none()
+        row = connection.execute(statement, params).one_or_none()
+    return None if row is None else (row[0], row[1], row[2])

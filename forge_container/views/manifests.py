@@ -25,6 +25,7 @@ def get_manifest(name: str, reference: str) -> Response:
         reference=reference,
         read=not head,
         cache=state.manifest_bytes,
+        refs=state.manifest_refs,
     )
     headers = {"Docker-Content-Digest": found.digest, "ETag": f'"{found.digest}"'}
     # The digest is a strong ETag: If-None-Match naming it (or *) gets 304. Checked here
