@@ -30,6 +30,7 @@ from typing import Any
 from urllib.parse import urlencode, urlsplit
 
 import pytest
+from redis import Redis
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
@@ -153,6 +154,20 @@ def _seed(site: Site) -> dict[str, str]:
         for engine in db.engines.values():
             engine.dispose()
     return tokens
+
+
+@contextmanager
+def redis_config(redis_url: str) -> Iterator[dict[str, str]]:
+    """Config that gives a site Redis under a key prefix of its own; the keys its servers
+    wrote are deleted at the end."""
+    prefix = f"fc-e2e-{uuid.uuid4().hex}:"
+    yield {"CONTAINER_REGISTRY_REDIS_URL": redis_url, "CONTAINER_REGISTRY_REDIS_KEY_PREFIX": prefix}
+    client = Redis.from_url(redis_url)
+    try:
+        for key in client.scan_iter(match=f"{prefix}*"):
+            client.delete(key)
+    finally:
+        client.close()
 
 
 @contextmanager

@@ -9,13 +9,18 @@ from __future__ import annotations
 
 import hashlib
 import json
-import uuid
 from collections.abc import Iterator
 
 import pytest
-from redis import Redis
 
-from forge_container_tests.e2e.conftest import Server, Site, create_site, running, watching
+from forge_container_tests.e2e.conftest import (
+    Server,
+    Site,
+    create_site,
+    redis_config,
+    running,
+    watching,
+)
 
 IMAGE = "alice/moving-tag"
 OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
@@ -25,18 +30,10 @@ PULLS = 40
 
 @pytest.fixture(scope="module")
 def redis_site(tmp_path_factory: pytest.TempPathFactory, redis_url: str) -> Iterator[Site]:
-    prefix = f"fc-e2e-{uuid.uuid4().hex}:"
-    config = {
-        "CONTAINER_REGISTRY_REDIS_URL": redis_url,
-        "CONTAINER_REGISTRY_REDIS_KEY_PREFIX": prefix,
-        "CONTAINER_REGISTRY_CACHE_TTL": "60",
-    }
-    with create_site(tmp_path_factory.mktemp("tag-cache"), config) as site:
-        yield site
-    client = Redis.from_url(redis_url)
-    for key in client.scan_iter(match=f"{prefix}*"):
-        client.delete(key)
-    client.close()
+    with redis_config(redis_url) as config:
+        config["CONTAINER_REGISTRY_CACHE_TTL"] = "60"
+        with create_site(tmp_path_factory.mktemp("tag-cache"), config) as site:
+            yield site
 
 
 @pytest.fixture(scope="module")

@@ -16,7 +16,14 @@ from collections.abc import Iterator
 import pytest
 
 from forge_container.config_storage import S3_MIN_PART_SIZE
-from forge_container_tests.e2e.conftest import Server, Site, create_site, running, watching
+from forge_container_tests.e2e.conftest import (
+    Server,
+    Site,
+    create_site,
+    redis_config,
+    running,
+    watching,
+)
 from forge_container_tests.s3_server import S3Server, new_prefix
 
 pytestmark = pytest.mark.skipif(
@@ -32,9 +39,10 @@ OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
 def shared_site(
     tmp_path_factory: pytest.TempPathFactory, s3_server: S3Server, redis_url: str
 ) -> Iterator[Site]:
-    config = {**s3_server.config(new_prefix()), "CONTAINER_REGISTRY_REDIS_URL": redis_url}
-    with create_site(tmp_path_factory.mktemp("two-nodes"), config) as site:
-        yield site
+    with redis_config(redis_url) as redis:
+        config = {**s3_server.config(new_prefix()), **redis}
+        with create_site(tmp_path_factory.mktemp("two-nodes"), config) as site:
+            yield site
 
 
 @pytest.fixture(scope="module")
