@@ -50,6 +50,9 @@ if str(REPO_ROOT) not in sys.path:
 MIB = 1024 * 1024
 GIB = 1024 * MIB
 POSTGRES_URL = os.environ.get("BENCH_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/")
+#: Redis for our server, as a deployment with several workers has it (jobs, shared limits,
+#: the tag lookup cache); an empty value runs without Redis.
+REDIS_URL = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/0")
 USER, PASSWORD = "alice", "alice-bench-password"
 #: gunicorn's shape for our server; ``--workers`` and ``--threads`` change it for one run.
 WORKERS, THREADS = int(os.environ.get("BENCH_WORKERS", 4)), int(os.environ.get("BENCH_THREADS", 4))
@@ -268,6 +271,11 @@ def backends(database: str) -> list[int]:
     return processes(lambda entry: (entry / "cmdline").read_bytes().startswith(marker))
 
 
+def redis_servers() -> list[int]:
+    """The ``redis-server`` processes (by name): when ours uses Redis, its CPU is ours too."""
+    return processes(lambda entry: (entry / "comm").read_text().strip() == "redis-server")
+
+
 def children(parent: int) -> list[int]:
     return processes(lambda entry: int(_stat(int(entry.name))[1]) == parent)
 
@@ -290,14 +298,21 @@ class Server:
     log: Path
     forked: bool  # gunicorn: measure the workers (children), not the master
     database: str | None = None  # its PostgreSQL backends count as part of the server
+    redis: bool = False  # and so does Redis, when it uses it
 
     def pids(self) -> list[int]:
         return children(self.process.pid) if self.forked else [self.process.pid]
 
     def cpu(self) -> dict[int, float]:
-        """CPU seconds per process of the whole stack: master, workers, database backends."""
+        """CPU seconds per process of the whole stack: master, workers, database backends
+        and Redis."""
         return cpu_times(
-            {self.process.pid, *self.pids(), *(backends(self.database) if self.database else [])}
+            {
+                self.process.pid,
+                *self.pids(),
+                *(backends(self.database) if self.database else []),
+                *(redis_servers() if self.redis else []),
+            }
         )
 
     def peak_rss(self) -> int:
@@ -360,9 +375,22 @@ def site_environment(root: Path, database_url: str, secret: str) -> dict[str, st
         FORGE_DEMO_SECRET_KEY=secret,
         FORGE_DEMO_PASSWORD_METHOD="pbkdf2:sha256:1000",
         CONTAINER_REGISTRY_STORAGE_PATH=str(root / "ours-storage"),
+        CONTAINER_REGISTRY_REDIS_KEY_PREFIX=f"fc-bench-{secrets.token_hex(4)}:",
         PYTHONPATH=os.pathsep.join(filter(None, [str(REPO_ROOT), env.get("PYTHONPATH")])),
     )
+    if REDIS_URL:
+        env["CONTAINER_REGISTRY_REDIS_URL"] = REDIS_URL
     return env
+
+
+def forget_redis_keys(prefix: str) -> None:
+    """Delete what our server left in Redis under this run's key prefix."""
+    from redis import Redis
+
+    client = Redis.from_url(REDIS_URL)
+    for key in client.scan_iter(match=prefix + "*"):
+        client.delete(key)
+    client.close()
 
 
 def seed(env: dict[str, str]) -> None:
@@ -409,7 +437,9 @@ def start_ours(root: Path, env: dict[str, str], profile_dir: Path | None = None)
             [*command, app], env=env, cwd=home, stdout=out, stderr=subprocess.STDOUT
         )
     database = urlsplit(env["FORGE_DEMO_DATABASE_URL"]).path.lstrip("/")
-    server = Server("forge-container", process, port, log, forked=True, database=database)
+    server = Server(
+        "forge-container", process, port, log, forked=True, database=database, redis=bool(REDIS_URL)
+    )
     server.wait_until_serving()
     return server
 
@@ -850,7 +880,8 @@ def machine_notes(started: float) -> list[str]:
     return [
         f"- machine: {os.cpu_count()} cores ({model}), Python {platform.python_version()}",
         f"- Distribution: {version.strip()}, filesystem storage, no auth",
-        f"- ours: gunicorn -k gthread -w {WORKERS} --threads {THREADS}, PostgreSQL, filesystem",
+        f"- ours: gunicorn -k gthread -w {WORKERS} --threads {THREADS}, PostgreSQL, filesystem, "
+        + (f"Redis ({REDIS_URL})" if REDIS_URL else "no Redis"),
         f"- load average at the end: {load}; wall time {time.monotonic() - started:.0f} s",
     ]
 
@@ -925,6 +956,8 @@ def main() -> int:
         root = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="fc-bench-")))
         database_url = stack.enter_context(fresh_database())
         env = site_environment(root, database_url, secrets.token_hex(32))
+        if REDIS_URL:
+            stack.callback(forget_redis_keys, env["CONTAINER_REGISTRY_REDIS_KEY_PREFIX"])
         seed(env)
         if args.profile:
             profile(plan, root, env, args.profile_out, say)
