@@ -14,9 +14,7 @@ from __future__ import annotations
 import argparse
 import base64
 import cProfile
-import hashlib
 import io
-import json
 import os
 import pstats
 import secrets
@@ -26,19 +24,10 @@ import time
 from pathlib import Path
 from typing import Any
 
+from run import OCI_MANIFEST, POSTGRES_URL, Image, sha256  # bench/run.py, beside this file
 from sqlalchemy import create_engine, text
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
-if str(REPO_ROOT) not in sys.path:
-    sys.path.insert(0, str(REPO_ROOT))
-
-POSTGRES_URL = os.environ.get("BENCH_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/")
 NAME = "alice/bench-get"
-OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
-
-
-def sha256(data: bytes) -> str:
-    return "sha256:" + hashlib.sha256(data).hexdigest()
 
 
 def build_app(root: Path, database_url: str, redis_url: str | None) -> Any:
@@ -72,35 +61,17 @@ def push_image(app: Any) -> dict[str, str]:
         f"/v2/token?service=forge-container&scope={scope}", headers={"Authorization": basic}
     )
     auth = {"Authorization": "Bearer " + reply.json["token"]}
-    config, layer = b"{}", os.urandom(20_000)
-    for blob in (config, layer):
+    image = Image.make(NAME, 0, layer_size=20_000)  # the image run.py's GETs pull
+    for blob in (image.config, image.layer):
         stored = client.post(
             f"/v2/{NAME}/blobs/uploads/?digest={sha256(blob)}",
             data=blob,
             headers={**auth, "Content-Type": "application/octet-stream"},
         )
         assert stored.status_code == 201, stored.data
-    manifest = json.dumps(
-        {
-            "schemaVersion": 2,
-            "mediaType": OCI_MANIFEST,
-            "config": {
-                "mediaType": "application/vnd.oci.image.config.v1+json",
-                "digest": sha256(config),
-                "size": len(config),
-            },
-            "layers": [
-                {
-                    "mediaType": "application/vnd.oci.image.layer.v1.tar",
-                    "digest": sha256(layer),
-                    "size": len(layer),
-                }
-            ],
-        }
-    ).encode()
     pushed = client.put(
         f"/v2/{NAME}/manifests/latest",
-        data=manifest,
+        data=image.manifest,
         headers={**auth, "Content-Type": OCI_MANIFEST},
     )
     assert pushed.status_code == 201, pushed.data

@@ -7,8 +7,6 @@ request before it made, long before the cache TTL would have expired the old ans
 
 from __future__ import annotations
 
-import hashlib
-import json
 from collections.abc import Iterator
 
 import pytest
@@ -21,9 +19,10 @@ from forge_container_tests.e2e.conftest import (
     running,
     watching,
 )
+from forge_container_tests.e2e.layouts import OCI_MANIFEST
+from forge_container_tests.e2e.pusher import Image
 
 IMAGE = "alice/moving-tag"
-OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
 #: Pulls per step: with four workers accepting in turn, every one of them takes some.
 PULLS = 40
 
@@ -45,37 +44,24 @@ def server(redis_site: Site) -> Iterator[Server]:
         yield live
 
 
-def digest_of(data: bytes) -> str:
-    return f"sha256:{hashlib.sha256(data).hexdigest()}"
-
-
-def push_image(server: Server, auth: dict[str, str], tag: str, author: str) -> str:
-    """A config and a manifest pushed to ``tag``; the manifest's digest."""
-    config = json.dumps({"architecture": "amd64", "os": "linux", "author": author}).encode()
+def push_image(server: Server, auth: dict[str, str], tag: str, title: str) -> str:
+    """An image of its own config and no layers, pushed to ``tag``; the manifest's digest."""
+    image = Image(title, layers=())
     stored = server.request(
-        "POST", f"/v2/{IMAGE}/blobs/uploads/?digest={digest_of(config)}", headers=auth, body=config
+        "POST",
+        f"/v2/{IMAGE}/blobs/uploads/?digest={image.config.digest}",
+        headers=auth,
+        body=image.config.data,
     )
     assert stored.status == 201, stored
-    manifest = json.dumps(
-        {
-            "schemaVersion": 2,
-            "mediaType": OCI_MANIFEST,
-            "config": {
-                "mediaType": "application/vnd.oci.image.config.v1+json",
-                "digest": digest_of(config),
-                "size": len(config),
-            },
-            "layers": [],
-        }
-    ).encode()
     put = server.request(
         "PUT",
         f"/v2/{IMAGE}/manifests/{tag}",
         headers={**auth, "Content-Type": OCI_MANIFEST},
-        body=manifest,
+        body=image.manifest,
     )
     assert put.status == 201, put
-    return digest_of(manifest)
+    return image.digest
 
 
 def pulls(server: Server, auth: dict[str, str], reference: str) -> set[tuple[int, str | None]]:
