@@ -1,4 +1,5 @@
-"""Blob uploads: sessions with chunks, monolithic uploads, and cross-repository mounts.
+"""Blob uploads: sessions with chunks, and monolithic uploads (mounts are in
+:mod:`~forge_container.registry.mounts`).
 
 A session belongs to the image and principal that opened it; for anyone else it does not
 exist. Bodies are read in 1 MiB pieces, hashed and written as they arrive, never held whole;
@@ -10,29 +11,24 @@ described in :mod:`forge_container.registry.upload_claims`.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable
 from contextlib import suppress
 from dataclasses import dataclass
 
-from sqlalchemy import case, delete, select
+from sqlalchemy import delete
 from sqlalchemy.orm import Session
 
-from forge_container import events
 from forge_container.config import Settings
 from forge_container.digest import (
     ALGORITHMS,
     DEFAULT_ALGORITHM,
     Digest,
-    InvalidDigest,
     new_hasher,
-    parse_digest,
 )
 from forge_container.errors import DigestInvalid, SizeInvalid
-from forge_container.models import BlobLink, BlobUpload, Package, PackageBlob, utcnow
+from forge_container.models import BlobUpload, utcnow
 from forge_container.registry import quota
 from forge_container.registry.blobs import BlobInfo, parse_blob_digest
 from forge_container.registry.hashing import ResumableHash
-from forge_container.registry.packages import PACKAGE_TYPE, ensure_blob, ensure_package, link_blob
 from forge_container.registry.upload_claims import (
     Body,
     Claim,
@@ -44,39 +40,22 @@ from forge_container.registry.upload_claims import (
     too_large,
     unknown,
 )
+from forge_container.registry.uploader import Uploader, announce, link
 from forge_container.storage import CHUNK_SIZE, StorageDriver, StorageError
 from forge_container.storage.paths import blob_path, upload_path
 
 __all__ = [
-    "MOUNT_CANDIDATES",
     "Body",
-    "MountCandidate",
     "UploadRangeInvalid",
     "UploadStatus",
     "Uploader",
     "append_chunk",
     "cancel_upload",
     "finish_upload",
-    "mount_blob",
     "start_upload",
     "upload_blob",
     "upload_status",
 ]
-
-#: Images searched for a blob to mount when the client names no source.
-MOUNT_CANDIDATES = 50
-
-
-@dataclass(frozen=True)
-class Uploader:
-    """Who uploads into which image; a session is bound to all of it but ``is_admin``
-    (a site admin's pushes may be exempt from quotas)."""
-
-    owner_id: str
-    owner_name: str
-    image: str
-    principal_id: str | None
-    is_admin: bool = False
 
 
 @dataclass(frozen=True)
@@ -85,15 +64,6 @@ class UploadStatus:
 
     id: str
     received: int
-
-
-@dataclass(frozen=True)
-class MountCandidate:
-    """An image that links the blob to mount; the caller decides whether it may read it."""
-
-    owner_id: str
-    owner_name: str
-    image: str
 
 
 def start_upload(session: Session, who: Uploader, *, algorithm: str | None = None) -> UploadStatus:
@@ -222,7 +192,7 @@ def finish_upload(
             at_end=verify,
         )
         size = storage.append(held.path, feed)
-        quota.check_blob(session, settings, _pusher(who), str(expected_digest), size)
+        quota.check_blob(session, settings, who.pusher, str(expected_digest), size)
     except quota.QuotaExceeded:
         held.discard(storage)
         raise
@@ -237,7 +207,7 @@ def finish_upload(
         session.rollback()
         held.end(size, hasher)
         raise
-    _uploaded(who, info, mounted=False)
+    announce(who, info, mounted=False)
     return info
 
 
@@ -287,7 +257,7 @@ def upload_blob(
             at_end=verify,
         )
         size = storage.append(path, feed)
-        quota.check_blob(session, settings, _pusher(who), str(expected_digest), size)
+        quota.check_blob(session, settings, who.pusher, str(expected_digest), size)
         info = _store(session, storage, who, expected_digest, size, path)
         session.commit()
     except BaseException:
@@ -295,53 +265,8 @@ def upload_blob(
         with suppress(StorageError):
             storage.delete(path)
         raise
-    _uploaded(who, info, mounted=False)
+    announce(who, info, mounted=False)
     return info
-
-
-def mount_blob(
-    session: Session,
-    storage: StorageDriver,
-    settings: Settings,
-    who: Uploader,
-    digest: str,
-    *,
-    source: tuple[str, str] | None,
-    may_read: Callable[[MountCandidate], bool],
-) -> BlobInfo | None:
-    """Link a blob another image already links (``POST .../uploads/?mount=``).
-
-    ``source`` is the ``(owner id, image)`` named by ``from``; without it, images linking the
-    blob are searched (the caller's own first, at most :data:`MOUNT_CANDIDATES`). Only those
-    for which ``may_read`` says yes count. ``None`` when nothing could be mounted.
-
-    :raises QuotaExceeded: the blob is over the owner's quota; nothing is linked.
-    """
-    try:
-        parsed = parse_digest(digest)
-    except InvalidDigest:
-        return None
-    query = (
-        select(Package.owner_id, Package.owner_name, Package.name, PackageBlob.size)
-        .join(BlobLink, BlobLink.package_id == Package.id)
-        .join(PackageBlob, PackageBlob.id == BlobLink.blob_id)
-        .where(PackageBlob.digest == str(parsed), Package.type == PACKAGE_TYPE)
-    )
-    if source is not None:
-        query = query.where(Package.owner_id == source[0], Package.name == source[1])
-    mine_first = case((Package.owner_id == who.owner_id, 0), else_=1)
-    rows = session.execute(query.order_by(mine_first, Package.id).limit(MOUNT_CANDIDATES)).all()
-    for row in rows:
-        if may_read(MountCandidate(row.owner_id, row.owner_name, row.name)):
-            quota.check_blob(session, settings, _pusher(who), str(parsed), row.size)
-            info = _link(session, who, parsed, row.size)
-            if not storage.exists(blob_path(parsed)):  # checked under the blob's lock
-                session.rollback()
-                return None
-            session.commit()
-            _uploaded(who, info, mounted=True)
-            return info
-    return None
 
 
 def _check_chunk(
@@ -403,35 +328,9 @@ def _store(
     The bytes move under the blob row's lock (see :func:`ensure_blob`): if garbage
     collection deleted the stored copy just before, this upload's bytes replace it.
     """
-    info = _link(session, who, digest, size)
+    info = link(session, who, digest, size)
     storage.commit(path, blob_path(digest))
     return info
-
-
-def _link(session: Session, who: Uploader, digest: Digest, size: int) -> BlobInfo:
-    """Record the blob and link it to the image, its row locked (the caller commits)."""
-    package = ensure_package(session, who.owner_id, who.owner_name, who.image)
-    blob = ensure_blob(session, str(digest), size)
-    link_blob(session, package, blob, who.principal_id)
-    return BlobInfo(digest=blob.digest, size=blob.size)
-
-
-def _pusher(who: Uploader) -> quota.Pusher:
-    return quota.Pusher(owner_id=who.owner_id, owner_name=who.owner_name, is_admin=who.is_admin)
-
-
-def _uploaded(who: Uploader, info: BlobInfo, *, mounted: bool) -> None:
-    """Tell the host (after the commit) that the image now holds the blob."""
-    events.send(
-        events.blob_uploaded,
-        owner_id=who.owner_id,
-        owner_name=who.owner_name,
-        image=who.image,
-        digest=info.digest,
-        size=info.size,
-        mounted=mounted,
-        principal_id=who.principal_id,
-    )
 
 
 def _load(session: Session, storage: StorageDriver, who: Uploader, upload_id: str) -> Snapshot:

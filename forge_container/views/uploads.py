@@ -15,7 +15,7 @@ from forge_container import access
 from forge_container.access import Caller, Target
 from forge_container.errors import BlobUploadInvalid, NameUnknown, SizeInvalid
 from forge_container.names import InvalidName, parse_name
-from forge_container.registry import uploads
+from forge_container.registry import mounts, uploads
 from forge_container.registry.blobs import BlobInfo
 from forge_container.state import RegistryState, get_state
 from forge_container.views import bp
@@ -133,7 +133,7 @@ def _mount(state: RegistryState, who: uploads.Uploader, digest: str) -> BlobInfo
     source_name = request.args.get("from")
     if not source_name:
         readable = partial(_may_read, state, caller)
-        return uploads.mount_blob(
+        return mounts.mount_blob(
             session, state.storage, state.settings, who, digest, source=None, may_read=readable
         )
     try:
@@ -143,7 +143,7 @@ def _mount(state: RegistryState, who: uploads.Uploader, digest: str) -> BlobInfo
         return None
     if not access.permits(state, caller, name, PULL):
         return None
-    return uploads.mount_blob(
+    return mounts.mount_blob(
         session,
         state.storage,
         state.settings,
@@ -154,7 +154,7 @@ def _mount(state: RegistryState, who: uploads.Uploader, digest: str) -> BlobInfo
     )
 
 
-def _may_read(state: RegistryState, caller: Caller, candidate: uploads.MountCandidate) -> bool:
+def _may_read(state: RegistryState, caller: Caller, candidate: mounts.MountCandidate) -> bool:
     """Whether the caller may pull the image ``candidate`` (its owner looked up afresh, by id,
     so a name taken over by someone else after a rename grants nothing)."""
     try:

@@ -30,7 +30,7 @@ from forge_container.models import (
     PackageVersion,
     utcnow,
 )
-from forge_container.registry import blobs, gc, gc_manifests, manifests, uploads
+from forge_container.registry import blobs, gc, gc_manifests, manifests, mounts, uploads
 from forge_container.registry import versions as versions_module
 from forge_container.registry.gc import GcReport
 from forge_container.registry.manifest_format import parse_manifest
@@ -466,7 +466,7 @@ def test_a_mount_of_collected_bytes_links_nothing(app: Flask, session: Session) 
     _drop_bytes(app, data)
     state = get_state(app)
 
-    mounted = uploads.mount_blob(
+    mounted = mounts.mount_blob(
         session, state.storage, state.settings, WHO, str(digest_of(data)),
         source=(OWNER, "other"), may_read=lambda candidate: True,
     )  # fmt: skip

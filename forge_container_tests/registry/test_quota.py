@@ -12,7 +12,7 @@ import pytest
 from forge_container.digest import parse_digest
 from forge_container.errors import BlobUploadUnknown
 from forge_container.mediatypes import OCI_CONFIG, OCI_INDEX, OCI_MANIFEST
-from forge_container.registry import blobs, manifests, quota, uploads
+from forge_container.registry import blobs, manifests, mounts, quota, uploads
 from forge_container.registry.quota import Limits, Override, Quota, QuotaExceeded, Usage
 from forge_container.state import RegistryState
 from forge_container.storage.paths import blob_path, upload_path
@@ -244,7 +244,7 @@ def test_a_refused_mount_links_nothing(state: RegistryState) -> None:
     upload_bytes(state, BOB, LAYER)
     limit(state, "u:1", Quota.TOTAL_SIZE, len(LAYER) - 1)
     with pytest.raises(QuotaExceeded, match="total size 1000 B would exceed the limit of 999 B"):
-        uploads.mount_blob(
+        mounts.mount_blob(
             state.db.session(),
             state.storage,
             state.settings,

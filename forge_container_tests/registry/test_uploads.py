@@ -1,4 +1,4 @@
-"""The upload service: hash state across workers and its fallback, limits, mount candidates."""
+"""The upload service: hash state across workers and its fallback, limits."""
 
 from __future__ import annotations
 
@@ -20,7 +20,6 @@ from forge_container.models import BlobUpload
 from forge_container.registry import blobs, uploads
 from forge_container.state import RegistryState
 from forge_container.storage.paths import upload_path
-from forge_container_tests.helpers import upload_bytes
 
 ALICE = uploads.Uploader(owner_id="u:1", owner_name="alice", image="app", principal_id="u:1")
 
@@ -232,122 +231,3 @@ def test_a_monolithic_upload_of_known_content_links_it_again(state: RegistryStat
     assert linked(state, sha(b"data"), "app")
     assert linked(state, sha(b"data"), "copy")
     assert list(state.storage.list("uploads")) == []
-
-
-# --- mounts -------------------------------------------------------------------------------
-
-
-def seed_images(state: RegistryState, data: bytes, *owners: tuple[str, str]) -> str:
-    """``data`` uploaded into each ``(owner id, image)``; its digest."""
-    for owner_id, image in owners:
-        upload_bytes(state, uploads.Uploader(owner_id, owner_id.upper(), image, owner_id), data)
-    return sha(data)
-
-
-def test_mount_asks_about_candidates_the_callers_own_first(state: RegistryState) -> None:
-    digest = seed_images(state, b"layer", ("o:2", "x"), ("u:1", "old"), ("o:3", "y"))
-    asked: list[uploads.MountCandidate] = []
-
-    def nobody(candidate: uploads.MountCandidate) -> bool:
-        asked.append(candidate)
-        return False
-
-    result = uploads.mount_blob(
-        state.db.session(),
-        state.storage,
-        state.settings,
-        ALICE,
-        digest,
-        source=None,
-        may_read=nobody,
-    )
-    assert result is None
-    assert not linked(state, digest)
-    assert asked[0] == uploads.MountCandidate("u:1", "U:1", "old")
-    assert {c.owner_id for c in asked[1:]} == {"o:2", "o:3"}
-
-
-def test_mount_links_the_first_readable_candidate(state: RegistryState) -> None:
-    digest = seed_images(state, b"layer", ("o:2", "x"), ("o:3", "y"))
-    result = uploads.mount_blob(
-        state.db.session(),
-        state.storage,
-        state.settings,
-        ALICE,
-        digest,
-        source=None,
-        may_read=lambda c: c.owner_id == "o:3",
-    )
-    assert result == blobs.BlobInfo(digest, 5)
-    assert linked(state, digest)
-
-
-def test_mount_from_a_source_looks_only_there(state: RegistryState) -> None:
-    digest = seed_images(state, b"layer", ("o:2", "x"))
-    asked: list[uploads.MountCandidate] = []
-
-    def anyone(candidate: uploads.MountCandidate) -> bool:
-        asked.append(candidate)
-        return True
-
-    for source in (("o:2", "other"), ("o:9", "x")):
-        assert (
-            uploads.mount_blob(
-                state.db.session(),
-                state.storage,
-                state.settings,
-                ALICE,
-                digest,
-                source=source,
-                may_read=anyone,
-            )
-            is None
-        )
-    assert asked == []
-    mounted = uploads.mount_blob(
-        state.db.session(),
-        state.storage,
-        state.settings,
-        ALICE,
-        digest,
-        source=("o:2", "x"),
-        may_read=anyone,
-    )
-    assert mounted is not None
-
-
-def test_mount_searches_a_bounded_number_of_images(state: RegistryState) -> None:
-    owners = [(f"o:{i}", "img") for i in range(uploads.MOUNT_CANDIDATES + 5)]
-    digest = seed_images(state, b"popular", *owners)
-    asked: list[uploads.MountCandidate] = []
-
-    def nobody(candidate: uploads.MountCandidate) -> bool:
-        asked.append(candidate)
-        return False
-
-    uploads.mount_blob(
-        state.db.session(),
-        state.storage,
-        state.settings,
-        ALICE,
-        digest,
-        source=None,
-        may_read=nobody,
-    )
-    assert len(asked) == uploads.MOUNT_CANDIDATES
-
-
-def test_a_blob_whose_bytes_are_gone_is_not_mounted(state: RegistryState) -> None:
-    digest = seed_images(state, b"layer", ("o:2", "x"))
-    for path in list(state.storage.list("blobs")):
-        state.storage.delete(path)
-    result = uploads.mount_blob(
-        state.db.session(),
-        state.storage,
-        state.settings,
-        ALICE,
-        digest,
-        source=None,
-        may_read=lambda c: True,
-    )
-    assert result is None
