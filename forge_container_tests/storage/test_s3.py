@@ -6,8 +6,10 @@ The contract every driver keeps is in ``test_driver_contract.py``.
 
 from __future__ import annotations
 
+import multiprocessing
 import random
 import urllib.request
+import warnings
 from typing import Any
 
 import pytest
@@ -148,6 +150,68 @@ def test_a_commit_interrupted_after_finishing_the_parts_can_be_redone(
     driver.commit(path, target)
     assert s3_bucket.get(target) == data
     assert s3_bucket.objects() == [target]
+
+
+def test_a_blob_above_the_copy_object_limit_is_committed_part_by_part(
+    driver: S3Driver, s3_bucket: Bucket, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """CopyObject stops at 5 GiB; above it, the commit uses boto3's managed copy. The
+    limit is lowered here so that a blob of two parts takes that path (above boto3's 8 MiB
+    threshold, so the copy itself goes part by part)."""
+    monkeypatch.setattr("forge_container.storage.s3.S3_MAX_PART_SIZE", MIB)
+    calls: list[str] = []
+    client = driver._clients.get()
+
+    def counted(name: str) -> Any:
+        original = getattr(client, name)
+
+        def call(*args: Any, **kwargs: Any) -> Any:
+            calls.append(name)
+            return original(*args, **kwargs)
+
+        return call
+
+    for name in ("copy_object", "upload_part_copy"):
+        monkeypatch.setattr(client, name, counted(name))
+    data = noise(2 * PART + 321, 8)
+    path = upload_path("huge")
+    driver.append(path, [data])
+    target = blob_path(digest_of(data))
+    driver.commit(path, target)
+    assert s3_bucket.get(target) == data
+    assert s3_bucket.objects() == [target]
+    assert "copy_object" not in calls and calls.count("upload_part_copy") >= 2
+
+
+def _read_in_child(driver: S3Driver, inherited: Any, path: str, rounds: int, out: Any) -> None:
+    try:
+        ok = all(driver.read_bytes(path) == noise(PART, 9) for _ in range(rounds))
+        driver.write_bytes(blob_path(digest_of(b"from the child")), b"from the child")
+        out.send((ok, driver._clients.get() is not inherited))
+    except BaseException as exc:  # the parent reports it
+        out.send(repr(exc))
+
+
+def test_a_forked_worker_makes_its_own_client(driver: S3Driver) -> None:
+    """gunicorn forks workers after the app (and maybe its client) exists: a client shared
+    across fork would share pooled sockets, and parent and child would read each other's
+    answers. Both read at once here, and both get their own bytes."""
+    path = blob_path(digest_of(noise(PART, 9)))
+    driver.write_bytes(path, noise(PART, 9))
+    assert driver.read_bytes(path) == noise(PART, 9)  # the parent's pool holds a connection
+    context = multiprocessing.get_context("fork")
+    receive, send = context.Pipe(duplex=False)
+    with warnings.catch_warnings():  # Python 3.12+ warns about forking a threaded process
+        warnings.simplefilter("ignore", DeprecationWarning)
+        inherited = driver._clients.get()
+        child = context.Process(target=_read_in_child, args=(driver, inherited, path, 20, send))
+        child.start()
+    parent_ok = all(driver.read_bytes(path) == noise(PART, 9) for _ in range(20))
+    child.join(60)
+    assert receive.recv() == (True, True)  # its bytes, read through a client of its own
+    assert child.exitcode == 0
+    assert parent_ok
+    assert driver.read_bytes(blob_path(digest_of(b"from the child"))) == b"from the child"
 
 
 def test_only_uploads_grow(driver: S3Driver) -> None:
