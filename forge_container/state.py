@@ -38,7 +38,7 @@ class RegistryState:
     redis: Redis | None
     #: Token, login, owner and access caches of the hot path (``CONTAINER_REGISTRY_CACHE_TTL``).
     cache: HotPathCache
-    #: Manifest bytes by digest, for pulls (the lookup that authorizes them is never cached).
+    #: Manifest bytes by digest, for pulls (served only for a digest the image has now).
     manifest_bytes: ContentCache = field(default_factory=ContentCache)
     #: Tag and digest lookups of pulls, invalidated across processes through Redis.
     manifest_refs: ManifestRefs[Any] = field(
