@@ -13,6 +13,10 @@ match no answer cached before. Entries also expire after the hot-path TTL
 (``CONTAINER_REGISTRY_CACHE_TTL``), which bounds the damage of a change whose invalidation
 was lost (its process died between commit and ``SET``). Without Redis, or with the TTL at
 0, nothing is cached. When Redis fails, lookups go to the database for a while.
+
+The generations are replaced by a receiver of the ``image_pushed``, ``tag_deleted`` and
+``manifest_deleted`` signals (:mod:`forge_container.events`), connected by the extension:
+code that changes an image's tags or manifests must send one of them after its commit.
 """
 
 from __future__ import annotations
