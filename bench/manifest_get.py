@@ -2,7 +2,7 @@
 
     python bench/manifest_get.py [--redis URL] [--requests N] [--profile SORT]
 
-Creates a scratch PostgreSQL database (``BENCH_POSTGRES_URL``, as ``run.py``), pushes one
+Creates a scratch PostgreSQL database and the app's environment as ``run.py`` does, pushes one
 small image through the test client, then calls the WSGI app with a pre-built environ for a
 ``GET /v2/<name>/manifests/latest`` with a bearer token, and prints the CPU and wall time
 per request. ``--redis`` gives the app Redis, and with it the tag lookup cache.
@@ -21,26 +21,25 @@ import secrets
 import sys
 import tempfile
 import time
+from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
-from run import OCI_MANIFEST, POSTGRES_URL, Image, sha256  # bench/run.py, beside this file
-from sqlalchemy import create_engine, text
+from run import (  # bench/run.py, beside this file
+    OCI_MANIFEST,
+    Image,
+    forget_redis_keys,
+    fresh_database,
+    sha256,
+    site_environment,
+)
 
 NAME = "alice/bench-get"
 
 
-def build_app(root: Path, database_url: str, redis_url: str | None) -> Any:
-    os.environ.update(
-        FORGE_DEMO_DATABASE_URL=database_url,
-        FORGE_DEMO_INSTANCE_PATH=str(root / "instance"),
-        FORGE_DEMO_SECRET_KEY=secrets.token_hex(32),
-        FORGE_DEMO_PASSWORD_METHOD="pbkdf2:sha256:1000",
-        CONTAINER_REGISTRY_STORAGE_PATH=str(root / "storage"),
-        CONTAINER_REGISTRY_REDIS_KEY_PREFIX=f"fc-bench-{secrets.token_hex(4)}:",
-    )
-    if redis_url:
-        os.environ["CONTAINER_REGISTRY_REDIS_URL"] = redis_url
+def build_app(env: dict[str, str]) -> Any:
+    """The demo app configured by ``env`` (see ``run.site_environment``), seeded."""
+    os.environ.update(env)
     from forge_container import schema
     from forge_container.demo import accounts, create_app, db
 
@@ -114,36 +113,34 @@ def measure(app: Any, auth: dict[str, str], requests: int, profile: str | None) 
         print(out.getvalue())
 
 
+def release(app: Any) -> None:
+    """Close the app's connections, so that its database can be dropped."""
+    from forge_container.demo import db
+
+    with app.app_context():
+        db.session.remove()
+        for engine in db.engines.values():
+            engine.dispose()
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--redis", metavar="URL", help="give the app Redis (the tag cache)")
     parser.add_argument("--requests", type=int, default=3000)
     parser.add_argument("--profile", metavar="SORT", help="cProfile sort key, e.g. tottime")
     args = parser.parse_args()
-    database = f"fc_bench_{secrets.token_hex(4)}"
-    admin = create_engine(POSTGRES_URL + "postgres", isolation_level="AUTOCOMMIT")
-    with admin.connect() as connection:
-        connection.execute(text(f'CREATE DATABASE "{database}"'))
-    try:
-        with tempfile.TemporaryDirectory(prefix="fc-bench-") as root:
-            app = build_app(Path(root), POSTGRES_URL + database, args.redis)
-            measure(app, push_image(app), args.requests, args.profile)
-            from forge_container.demo import db
-            from forge_container.state import get_state
-
-            with app.app_context():
-                db.session.remove()
-                for engine in db.engines.values():
-                    engine.dispose()
-            redis = get_state(app).redis
-            if redis is not None:
-                prefix = os.environ["CONTAINER_REGISTRY_REDIS_KEY_PREFIX"]
-                for key in redis.scan_iter(match=prefix + "*"):
-                    redis.delete(key)
-    finally:
-        with admin.connect() as connection:
-            connection.execute(text(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)'))
-        admin.dispose()
+    with ExitStack() as stack:
+        root = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="fc-bench-")))
+        database_url = stack.enter_context(fresh_database())
+        env = site_environment(root, database_url, secrets.token_hex(32))
+        env.pop("CONTAINER_REGISTRY_REDIS_URL", None)
+        if args.redis:
+            env["CONTAINER_REGISTRY_REDIS_URL"] = args.redis
+            prefix = env["CONTAINER_REGISTRY_REDIS_KEY_PREFIX"]
+            stack.callback(forget_redis_keys, prefix, args.redis)
+        app = build_app(env)
+        stack.callback(release, app)
+        measure(app, push_image(app), args.requests, args.profile)
     return 0
 
 

@@ -383,11 +383,11 @@ def site_environment(root: Path, database_url: str, secret: str) -> dict[str, st
     return env
 
 
-def forget_redis_keys(prefix: str) -> None:
+def forget_redis_keys(prefix: str, url: str = REDIS_URL) -> None:
     """Delete what our server left in Redis under this run's key prefix."""
     from redis import Redis
 
-    client = Redis.from_url(REDIS_URL)
+    client = Redis.from_url(url)
     for key in client.scan_iter(match=prefix + "*"):
         client.delete(key)
     client.close()

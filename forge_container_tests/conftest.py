@@ -24,6 +24,7 @@ from forge_container import schema
 from forge_container.demo import DemoHost, accounts, create_app, db
 from forge_container.host import Owner, Principal
 from forge_container.state import get_state
+from forge_container_tests.helpers import forget_keys
 
 pytest_plugins = ["forge_container_tests.s3_server", "forge_container_tests.database_storage"]
 
@@ -94,9 +95,7 @@ def app(
     finally:
         redis = get_state(app).redis
         if redis is not None:
-            prefix = app.config["CONTAINER_REGISTRY_REDIS_KEY_PREFIX"]
-            for key in redis.scan_iter(match=f"{prefix}*"):
-                redis.delete(key)
+            forget_keys(redis, app.config["CONTAINER_REGISTRY_REDIS_KEY_PREFIX"])
             redis.close()
         with app.app_context():
             db.session.remove()

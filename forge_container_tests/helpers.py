@@ -10,12 +10,19 @@ from typing import Any
 
 from flask.testing import FlaskClient
 from itsdangerous import TimestampSigner, URLSafeTimedSerializer
+from redis import Redis
 from werkzeug.test import TestResponse
 
 from forge_container.digest import digest_of
 from forge_container.registry import uploads
 from forge_container.registry.blobs import BlobInfo
 from forge_container.state import RegistryState
+
+
+def forget_keys(redis: Redis, prefix: str) -> None:
+    """Delete every Redis key under ``prefix`` (a test's own prefix)."""
+    for key in redis.scan_iter(match=f"{prefix}*"):
+        redis.delete(key)
 
 
 def basic(username: str, secret: str) -> dict[str, str]:

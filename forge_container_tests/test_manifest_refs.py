@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import socket
 import uuid
 from collections.abc import Iterator
 from typing import Any
@@ -17,7 +16,8 @@ from sqlalchemy import event
 from forge_container.manifest_refs import ManifestRefs
 from forge_container.mediatypes import DOCKER_MANIFEST
 from forge_container.state import get_state
-from forge_container_tests.helpers import basic
+from forge_container_tests.e2e.conftest import free_port
+from forge_container_tests.helpers import basic, forget_keys
 from forge_container_tests.manifest_fixtures import (
     GITEA_BLOB,
     GITEA_CONFIG,
@@ -61,8 +61,7 @@ def prefix(redis: Redis) -> Iterator[str]:
     """A key prefix of this test's own; its keys are deleted at the end."""
     prefix = f"fc-test-{uuid.uuid4().hex}:"
     yield prefix
-    for key in redis.scan_iter(match=f"{prefix}*"):
-        redis.delete(key)
+    forget_keys(redis, prefix)
 
 
 @pytest.fixture
@@ -79,13 +78,6 @@ def refs(redis: Redis, prefix: str, clock: Clock) -> ManifestRefs[str | None]:
 def other_process(redis: Redis, prefix: str, clock: Clock) -> ManifestRefs[str | None]:
     """The same cache in another worker or node: its own entries, the same Redis."""
     return ManifestRefs(redis, prefix=prefix, ttl=5, clock=clock)
-
-
-def closed_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 # -- the cache ----------------------------------------------------------------------------------
@@ -154,8 +146,7 @@ def test_an_emptied_redis_matches_no_answer_cached_before(
     """Generations are random: after a restart (keys gone) an old stamp cannot match."""
     database = Database()
     refs.lookup(OWNER, IMAGE, "latest", database)
-    for key in redis.scan_iter(match=f"{prefix}*"):
-        redis.delete(key)
+    forget_keys(redis, prefix)
     refs.lookup(OWNER, IMAGE, "latest", database)
     assert database.queries == 2
 
@@ -181,7 +172,7 @@ def test_nothing_is_cached_without_redis_or_with_ttl_zero(
 def test_a_failing_redis_sends_lookups_to_the_database_for_a_while(
     prefix: str, clock: Clock, caplog: pytest.LogCaptureFixture
 ) -> None:
-    down = Redis.from_url(f"redis://127.0.0.1:{closed_port()}/0", socket_connect_timeout=1)
+    down = Redis.from_url(f"redis://127.0.0.1:{free_port()}/0", socket_connect_timeout=1)
     refs: ManifestRefs[Any] = ManifestRefs(down, prefix=prefix, ttl=5, clock=clock)
     database = Database()
     caplog.set_level(logging.WARNING, logger="forge_container.manifest_refs")

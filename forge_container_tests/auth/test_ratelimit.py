@@ -13,6 +13,7 @@ from forge_container.auth.ratelimit import (
     RedisCounters,
     login_keys,
 )
+from forge_container_tests.helpers import forget_keys
 
 
 @pytest.fixture(params=["memory", "redis"])
@@ -23,8 +24,7 @@ def counters(request: pytest.FixtureRequest, redis_url: str) -> Iterator[Counter
     client = Redis.from_url(redis_url)
     prefix = f"fc-test-{uuid.uuid4().hex}:"
     yield RedisCounters(client, prefix)
-    for key in client.scan_iter(prefix + "*"):
-        client.delete(key)
+    forget_keys(client, prefix)
     client.close()
 
 

@@ -38,6 +38,7 @@ import forge_container
 from forge_container import schema
 from forge_container.demo import accounts, create_app, db
 from forge_container_tests.conftest import POSTGRES_URL
+from forge_container_tests.helpers import forget_keys
 from forge_container_tests.s3_server import S3Server, new_prefix
 
 REPO_ROOT = Path(forge_container.__file__).resolve().parents[1]
@@ -164,8 +165,7 @@ def redis_config(redis_url: str) -> Iterator[dict[str, str]]:
     yield {"CONTAINER_REGISTRY_REDIS_URL": redis_url, "CONTAINER_REGISTRY_REDIS_KEY_PREFIX": prefix}
     client = Redis.from_url(redis_url)
     try:
-        for key in client.scan_iter(match=f"{prefix}*"):
-            client.delete(key)
+        forget_keys(client, prefix)
     finally:
         client.close()
 
