@@ -314,6 +314,17 @@ class Server:
             handle.seek(offset)
             return handle.read().decode(errors="replace")
 
+    def log_until(self, offset: int, line: str, timeout: float = 30) -> str:
+        """The log written after ``offset``, once it holds ``line`` (or ``timeout`` passed).
+
+        gunicorn logs a request after its answer went out, so a client may be done before
+        the log shows its last request.
+        """
+        deadline = time.monotonic() + timeout
+        while line not in (log := self.log_since(offset)) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        return log
+
     def errors_since(self, offset: int) -> list[str]:
         """Log lines after ``offset`` that show a 5xx answer or a traceback."""
         return [line for line in self.log_since(offset).splitlines() if SERVER_ERROR.search(line)]

@@ -218,7 +218,7 @@ def test_bodies_sent_without_credentials_first_keep_the_connection(
     assert pool.num_connections == 1
     assert pool.num_requests >= 10
 
-    log = live_registry.log_since(offset)
+    log = live_registry.log_until(offset, f'"PUT /v2/{image}/manifests/v1 HTTP/1.1" ')
     put = re.escape(f'"PUT /v2/{image}/blobs/uploads/')
     assert re.search(put + r'[^"]*" 401 .*\n.*' + put + r'[^"]*" 201 ', log), log
 

@@ -372,7 +372,7 @@ def test_known_blobs_are_mounted_across_images_or_skipped(
     # skopeo remembers where it pushed each blob and asks to mount it from there.
     offset = live_registry.log_size()
     skopeo.push(f"oci:{source.root}:v1", "alice/mount-target:v1")
-    log = live_registry.log_since(offset)
+    log = live_registry.log_until(offset, '"PUT /v2/alice/mount-target/manifests/v1 HTTP/1.1" ')
     for layer in layers:
         mounted = (
             '"POST /v2/alice/mount-target/blobs/uploads/?from=alice%2Fmount-source'
@@ -383,7 +383,7 @@ def test_known_blobs_are_mounted_across_images_or_skipped(
     # Pushed again, nothing is uploaded: every blob is already linked.
     offset = live_registry.log_size()
     skopeo.push(f"oci:{source.root}:v1", "alice/mount-target:v2")
-    log = live_registry.log_since(offset)
+    log = live_registry.log_until(offset, '"PUT /v2/alice/mount-target/manifests/v2 HTTP/1.1" ')
     assert "/blobs/uploads/" not in log
     assert '"PUT /v2/alice/mount-target/manifests/v2 HTTP/1.1" 201 ' in log
 
