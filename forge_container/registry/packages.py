@@ -14,7 +14,7 @@ a push finds under its lock stay, and a row a push locked is never collected und
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
-from typing import Any, TypeVarTuple
+from typing import Any, TypeVar, TypeVarTuple
 
 from sqlalchemy import Row, Select, false, select, update
 from sqlalchemy import inspect as sa_inspect
@@ -28,6 +28,7 @@ PACKAGE_TYPE = "container"
 #: Lock-or-create rounds before giving up (a collection can delete a row between two).
 LOCK_ATTEMPTS = 3
 _Ts = TypeVarTuple("_Ts")
+M = TypeVar("M", bound=Base)
 
 
 def write_lock(session: Session) -> None:
@@ -65,18 +66,35 @@ def keyset_pages(
         yield rows
 
 
-def insert_ignore(session: Session, model: type[Base], values: dict[str, Any]) -> bool:
-    """Insert a row unless a unique constraint already holds one like it; ``True`` if inserted."""
+def dialect_insert(session: Session) -> Any:
+    """The ``insert`` construct of the session's database, with its ``ON CONFLICT`` clauses."""
     dialect = session.get_bind().dialect.name
     if dialect == "postgresql":
-        statement: Any = pg_insert(model).values(**values).on_conflict_do_nothing()
-    elif dialect == "sqlite":
-        statement = sqlite_insert(model).values(**values).on_conflict_do_nothing()
-    else:  # pragma: no cover - only the two databases above are supported
-        raise RuntimeError(f"unsupported database dialect {dialect!r}")
+        return pg_insert
+    if dialect == "sqlite":
+        return sqlite_insert
+    raise RuntimeError(f"unsupported database dialect {dialect!r}")  # pragma: no cover
+
+
+def _insert_or_nothing(session: Session, model: type[Base], values: dict[str, Any]) -> Any:
+    return dialect_insert(session)(model).values(**values).on_conflict_do_nothing()
+
+
+def insert_ignore(session: Session, model: type[Base], values: dict[str, Any]) -> bool:
+    """Insert a row unless a unique constraint already holds one like it; ``True`` if inserted."""
     # RETURNING, not rowcount: psycopg reports -1 rows for any INSERT.
     key = sa_inspect(model).primary_key
-    return session.execute(statement.returning(*key)).first() is not None
+    statement = _insert_or_nothing(session, model, values).returning(*key)
+    return session.execute(statement).first() is not None
+
+
+def insert_new(session: Session, model: type[M], values: dict[str, Any]) -> M | None:
+    """The row inserted, as an entity of the session, or ``None`` if one like it exists.
+
+    One statement where inserting and reading back took two.
+    """
+    statement = _insert_or_nothing(session, model, values).returning(model)
+    return session.scalars(statement).one_or_none()
 
 
 def find_package(session: Session, owner_id: str, image: str) -> Package | None:
@@ -104,7 +122,7 @@ def ensure_package(session: Session, owner_id: str, owner_name: str, image: str)
                 package.owner_name = owner_name
             return package
         now = utcnow()
-        insert_ignore(
+        package = insert_new(
             session,
             Package,
             {
@@ -116,6 +134,8 @@ def ensure_package(session: Session, owner_id: str, owner_name: str, image: str)
                 "updated_at": now,
             },
         )
+        if package is not None:
+            return package  # uncommitted, so nobody else sees it, let alone locks it
     raise RuntimeError(f"package {owner_id}/{image} keeps vanishing")  # pragma: no cover
 
 
@@ -136,9 +156,11 @@ def ensure_blob(session: Session, digest: str, size: int) -> PackageBlob:
         blob = session.scalars(query).one_or_none()
         if blob is not None:
             return blob
-        insert_ignore(
+        blob = insert_new(
             session, PackageBlob, {"digest": digest, "size": size, "created_at": utcnow()}
         )
+        if blob is not None:
+            return blob
     raise RuntimeError(f"blob {digest} keeps vanishing")  # pragma: no cover
 
 

@@ -13,8 +13,6 @@ from dataclasses import dataclass
 from typing import Any, TypeVar, cast
 
 from sqlalchemy import CursorResult, and_, delete, exists, insert, select, update
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
 from forge_container.digest import Digest
@@ -32,10 +30,11 @@ from forge_container.registry import metadata
 from forge_container.registry.manifest_format import Descriptor, Manifest
 from forge_container.registry.packages import (
     PACKAGE_TYPE,
+    dialect_insert,
     ensure_blob,
     ensure_package,
     find_package,
-    insert_ignore,
+    insert_new,
     link_blob,
     write_lock,
 )
@@ -207,7 +206,7 @@ def _ensure_version(
             files.append((child.blob_id, "child", child.descriptor.media_type))
             size += child.size
     now = utcnow()
-    created = insert_ignore(
+    created = insert_new(
         session,
         PackageVersion,
         {
@@ -223,6 +222,15 @@ def _ensure_version(
             "updated_at": now,
         },
     )
+    if created is not None:
+        session.execute(
+            insert(PackageFile),
+            [
+                {"version_id": created.id, "blob_id": b, "role": r, "media_type": m, "position": i}
+                for i, (b, r, m) in enumerate(files)
+            ],
+        )
+        return created.id
     row = session.execute(
         select(PackageVersion.id, PackageVersion.media_type).where(
             PackageVersion.package_id == package_id, PackageVersion.digest == str(push.digest)
@@ -230,15 +238,7 @@ def _ensure_version(
     ).one_or_none()
     if row is None:
         raise LostRace(f"version {push.digest} was deleted during the push")
-    if created:
-        session.execute(
-            insert(PackageFile),
-            [
-                {"version_id": row.id, "blob_id": b, "role": r, "media_type": m, "position": i}
-                for i, (b, r, m) in enumerate(files)
-            ],
-        )
-    elif row.media_type != manifest.media_type:
+    if row.media_type != manifest.media_type:
         # The same bytes without a mediaType field, pushed under another Content-Type.
         session.execute(
             update(PackageVersion)
@@ -292,8 +292,7 @@ def _upsert_tag(
     session: Session, package_id: int, name: str, version_id: int, by: str | None
 ) -> None:
     """Point tag ``name`` at the version: one statement, whoever created the tag row."""
-    insert = pg_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
-    statement = insert(PackageTag).values(
+    statement = dialect_insert(session)(PackageTag).values(
         package_id=package_id, name=name, version_id=version_id, updated_by=by, updated_at=utcnow()
     )
     session.execute(
