@@ -27,6 +27,8 @@ from typing import Any
 
 from run import (  # bench/run.py, beside this file
     OCI_MANIFEST,
+    PASSWORD,
+    USER,
     Image,
     forget_redis_keys,
     fresh_database,
@@ -47,14 +49,14 @@ def build_app(env: dict[str, str]) -> Any:
     with app.app_context():
         db.create_all()
         schema.upgrade()
-        accounts.create_user("alice", "bench-password")
+        accounts.create_user(USER, PASSWORD)
     return app
 
 
 def push_image(app: Any) -> dict[str, str]:
     """One image tagged ``latest``; the bearer header that pulls it."""
     client = app.test_client()
-    basic = "Basic " + base64.b64encode(b"alice:bench-password").decode()
+    basic = "Basic " + base64.b64encode(f"{USER}:{PASSWORD}".encode()).decode()
     scope = f"repository:{NAME}:pull,push"
     reply = client.get(
         f"/v2/token?service=forge-container&scope={scope}", headers={"Authorization": basic}
