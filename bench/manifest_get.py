@@ -21,6 +21,7 @@ import secrets
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
@@ -96,23 +97,33 @@ def measure(app: Any, auth: dict[str, str], requests: int, profile: str | None) 
 
     for _ in range(300):  # warm every cache
         one()
-    cpu, wall = time.process_time(), time.perf_counter()
-    for _ in range(requests):
-        one()
-    cpu, wall = time.process_time() - cpu, time.perf_counter() - wall
+    cpu, wall = per_call(one, requests)
     print(
-        f"manifest GET, {requests} requests: {cpu / requests * 1e6:.0f} µs CPU, "
-        f"{wall / requests * 1e6:.0f} µs wall per request"
+        f"manifest GET, {requests} requests: {cpu * 1e6:.0f} µs CPU, "
+        f"{wall * 1e6:.0f} µs wall per request"
     )
     if profile:
-        profiler = cProfile.Profile()
-        profiler.enable()
-        for _ in range(requests):
-            one()
-        profiler.disable()
-        out = io.StringIO()
-        pstats.Stats(profiler, stream=out).sort_stats(profile).print_stats(40)
-        print(out.getvalue())
+        print_profile(one, requests, profile)
+
+
+def per_call(call: Callable[[], object], times: int) -> tuple[float, float]:
+    """CPU and wall seconds per call of ``call``, called ``times`` times."""
+    cpu, wall = time.process_time(), time.perf_counter()
+    for _ in range(times):
+        call()
+    return (time.process_time() - cpu) / times, (time.perf_counter() - wall) / times
+
+
+def print_profile(call: Callable[[], object], times: int, sort: str) -> None:
+    """A cProfile of ``times`` calls of ``call``, its top 40 functions by ``sort``."""
+    profiler = cProfile.Profile()
+    profiler.enable()
+    for _ in range(times):
+        call()
+    profiler.disable()
+    out = io.StringIO()
+    pstats.Stats(profiler, stream=out).sort_stats(sort).print_stats(40)
+    print(out.getvalue())
 
 
 def release(app: Any) -> None:
@@ -125,6 +136,21 @@ def release(app: Any) -> None:
             engine.dispose()
 
 
+def scratch_app(stack: ExitStack, redis: str | None = None) -> Any:
+    """The demo app on a scratch database and storage, with Redis at ``redis`` if given;
+    all of it removed when ``stack`` closes."""
+    root = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="fc-bench-")))
+    database_url = stack.enter_context(fresh_database())
+    env = site_environment(root, database_url, secrets.token_hex(32))
+    env.pop("CONTAINER_REGISTRY_REDIS_URL", None)
+    if redis:
+        env["CONTAINER_REGISTRY_REDIS_URL"] = redis
+        stack.callback(forget_redis_keys, env["CONTAINER_REGISTRY_REDIS_KEY_PREFIX"], redis)
+    app = build_app(env)
+    stack.callback(release, app)
+    return app
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--redis", metavar="URL", help="give the app Redis (the tag cache)")
@@ -132,16 +158,7 @@ def main() -> int:
     parser.add_argument("--profile", metavar="SORT", help="cProfile sort key, e.g. tottime")
     args = parser.parse_args()
     with ExitStack() as stack:
-        root = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="fc-bench-")))
-        database_url = stack.enter_context(fresh_database())
-        env = site_environment(root, database_url, secrets.token_hex(32))
-        env.pop("CONTAINER_REGISTRY_REDIS_URL", None)
-        if args.redis:
-            env["CONTAINER_REGISTRY_REDIS_URL"] = args.redis
-            prefix = env["CONTAINER_REGISTRY_REDIS_KEY_PREFIX"]
-            stack.callback(forget_redis_keys, prefix, args.redis)
-        app = build_app(env)
-        stack.callback(release, app)
+        app = scratch_app(stack, args.redis)
         measure(app, push_image(app), args.requests, args.profile)
     return 0
 

@@ -14,20 +14,13 @@ from __future__ import annotations
 
 import argparse
 import base64
-import cProfile
-import io
-import pstats
-import secrets
 import sys
-import tempfile
-import time
 from collections import Counter
 from contextlib import ExitStack
-from pathlib import Path
 from typing import Any
 
-from manifest_get import build_app, release  # bench/manifest_get.py, beside this file
-from run import OCI_MANIFEST, PASSWORD, USER, Image, fresh_database, sha256, site_environment
+from manifest_get import per_call, print_profile, scratch_app  # bench/manifest_get.py
+from run import OCI_MANIFEST, PASSWORD, USER, Image, sha256
 
 
 class Pusher:
@@ -48,6 +41,10 @@ class Pusher:
             engine = db.engine
         event.listen(engine, "before_cursor_execute", self._statement)
         event.listen(engine, "commit", self._commit)
+
+    def reset(self) -> None:
+        for counter in (self.statements, self.commits, self.requests):
+            counter.clear()
 
     def _statement(self, *args: Any) -> None:
         self.statements[self.kind] += 1
@@ -114,28 +111,23 @@ def measure(app: Any, images: int, profile: str | None) -> None:
     pusher = Pusher(app)
     plan = [Image.make(f"{USER}/bench-small-{n:04d}", n) for n in range(2 * images + 10)]
     tokens = {image.name: pusher.token(image.name) for image in plan}
-    warm, timed, profiled = plan[:10], plan[10 : 10 + images], plan[10 + images :]
-    for image in warm:  # lazy imports, caches, prepared statements
+    queue = iter(plan)
+
+    def push_next() -> None:
+        image = next(queue)
         pusher.push(image, tokens[image.name])
-    pusher = Pusher(app)  # count the timed pass only
-    cpu, wall = time.process_time(), time.perf_counter()
-    for image in timed:
-        pusher.push(image, tokens[image.name])
-    cpu, wall = time.process_time() - cpu, time.perf_counter() - wall
+
+    for _ in range(10):  # lazy imports, caches, prepared statements
+        push_next()
+    pusher.reset()  # count the timed pass only
+    cpu, wall = per_call(push_next, images)
     print(
-        f"small image push, {images} images one at a time: {cpu / images * 1e3:.2f} ms CPU, "
-        f"{wall / images * 1e3:.2f} ms wall per image (7 requests)\n"
+        f"small image push, {images} images one at a time: {cpu * 1e3:.2f} ms CPU, "
+        f"{wall * 1e3:.2f} ms wall per image (7 requests)\n"
     )
     print(pusher.report(images))
     if profile:
-        profiler = cProfile.Profile()
-        profiler.enable()
-        for image in profiled:
-            pusher.push(image, tokens[image.name])
-        profiler.disable()
-        out = io.StringIO()
-        pstats.Stats(profiler, stream=out).sort_stats(profile).print_stats(40)
-        print(out.getvalue())
+        print_profile(push_next, images, profile)
 
 
 def main() -> int:
@@ -144,13 +136,7 @@ def main() -> int:
     parser.add_argument("--profile", metavar="SORT", help="cProfile sort key, e.g. tottime")
     args = parser.parse_args()
     with ExitStack() as stack:
-        root = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="fc-bench-")))
-        database_url = stack.enter_context(fresh_database())
-        env = site_environment(root, database_url, secrets.token_hex(32))
-        env.pop("CONTAINER_REGISTRY_REDIS_URL", None)  # pushes do not read the tag cache
-        app = build_app(env)
-        stack.callback(release, app)
-        measure(app, args.images, args.profile)
+        measure(scratch_app(stack), args.images, args.profile)
     return 0
 
 
